@@ -1,0 +1,603 @@
+//! Hardware configurations: one TOML file per design point.
+//!
+//! The file is parsed strictly (unknown keys are errors), every value is
+//! range-checked, and impossible combinations (buffers that do not split into
+//! whole banks, brick widths that do not divide the fusion width, a fusion
+//! width with no synthesis figures) are rejected with an error that names the
+//! file, the key and the allowed range. Units are part of the key names.
+//!
+//! Loading goes through a [`toml::Table`] so that `--set key=value` overrides
+//! (and the sweep axes of later tools) edit the same document the file gives,
+//! and are validated the same way.
+
+use crate::sram::{Ports, SramTableName};
+use crate::units::Bytes;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::Path;
+
+/// An error in a hardware configuration, already phrased for the user:
+/// `<origin>: <what is wrong>` on one line.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct ConfigError {
+    /// The file (or `--set`) the bad value came from.
+    pub origin: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(origin: &str, message: impl Into<String>) -> Self {
+        Self { origin: origin.to_string(), message: message.into() }
+    }
+}
+
+/// Which cost model simulates a layer (chosen by name in `[models] cost`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CostModelName {
+    /// The 2018 simulator's analytical model, reproduced exactly.
+    #[default]
+    Reference,
+}
+
+impl CostModelName {
+    pub const ALL: &'static [&'static str] = &["reference"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CostModelName::Reference => "reference",
+        }
+    }
+}
+
+impl std::str::FromStr for CostModelName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reference" => Ok(CostModelName::Reference),
+            other => Err(format!("unknown cost model '{other}' (known: {})", Self::ALL.join(", "))),
+        }
+    }
+}
+
+/// How the reference model (which has no grouped convolution) costs a grouped
+/// or depthwise layer. The original ignores `groups` (`dense`); the other two
+/// are the labelled alternatives of the reference data (`dw_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupedMapping {
+    /// Groups ignored: an IC x OC dense convolution (what the original does; `dense_ignoring_groups`).
+    #[default]
+    #[serde(alias = "dense_ignoring_groups")]
+    Dense,
+    /// One convolution with IC = in_channels / groups and OC = out_channels (`ic1_ocC` for depthwise).
+    #[serde(alias = "ic1_ocC")]
+    IcPerGroup,
+    /// One (IC/groups) x (OC/groups) convolution, every counter multiplied by groups (`per_channel_x_C`).
+    #[serde(alias = "per_channel_x_C")]
+    PerGroup,
+    /// Refuse grouped layers with an error.
+    Reject,
+}
+
+/// Fusion-unit figures from synthesis, for one (fusion_bits, brick_bits) pair.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FusionUnitFigures {
+    pub fusion_bits: u32,
+    pub brick_bits: u32,
+    /// Area of one fusion unit, in square micrometres.
+    pub area_um2: f64,
+    /// Dynamic energy of one fusion unit per active cycle, in picojoules.
+    pub dynamic_energy_pj_per_cycle: f64,
+    /// Leakage power of one fusion unit, in milliwatts.
+    pub leakage_mw: f64,
+}
+
+/// The systolic array's geometry and fusion-unit widths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ArrayConfig {
+    /// N: fusion units along the reduction (input-channel) dimension.
+    pub rows: u32,
+    /// M: fusion units along the output-channel dimension.
+    pub cols: u32,
+    /// BitBrick operand width, in bits (the original's `low_prec`, pmin).
+    pub brick_bits: u32,
+    /// Fusion unit maximum operand width, in bits (the original's `high_prec`, pmax).
+    pub fusion_bits: u32,
+}
+
+impl ArrayConfig {
+    pub fn fusion_units(&self) -> u64 {
+        self.rows as u64 * self.cols as u64
+    }
+    /// Width of one WBUF/IBUF bank word: fusion_bits^2 / brick_bits bits (32 for 8/2).
+    pub fn operand_word_bits(&self) -> u64 {
+        (self.fusion_bits as u64 * self.fusion_bits as u64) / self.brick_bits as u64
+    }
+}
+
+/// On-chip buffers and the DRAM interface.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct MemoryConfig {
+    pub wbuf: Bytes,
+    pub ibuf: Bytes,
+    pub obuf: Bytes,
+    /// DRAM interface width, in bits per accelerator cycle (the original's `if_width`).
+    pub dram_bits_per_cycle: u64,
+    /// DRAM access energy, in picojoules per bit (15 in the paper's configuration).
+    pub dram_energy_pj_per_bit: f64,
+}
+
+/// Word width of an OBUF bank (32-bit partial sums), in bits.
+pub const OBUF_WORD_BITS: u64 = 32;
+
+/// Which SRAM figures and port configuration each buffer uses.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct SramConfig {
+    pub table: SramTableName,
+    pub wbuf_ports: Ports,
+    pub ibuf_ports: Ports,
+    pub obuf_ports: Ports,
+}
+
+/// Which implementation of each component is used, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct ModelsConfig {
+    pub cost: CostModelName,
+    pub reference_grouped: GroupedMapping,
+}
+
+/// A validated hardware configuration.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HwConfig {
+    pub name: String,
+    pub description: String,
+    pub array: ArrayConfig,
+    /// Clock frequency, in MHz.
+    pub frequency_mhz: f64,
+    pub memory: MemoryConfig,
+    pub sram: SramConfig,
+    /// The synthesis figures for this array's (fusion_bits, brick_bits).
+    pub fusion_unit: FusionUnitFigures,
+    pub models: ModelsConfig,
+    /// The normalised TOML document this config was built from (overrides applied).
+    #[serde(skip)]
+    pub document: toml::Table,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file form: what serde reads, before range checks.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    name: String,
+    #[serde(default)]
+    description: String,
+    array: FileArray,
+    clock: FileClock,
+    memory: FileMemory,
+    #[serde(default)]
+    sram: FileSram,
+    core: FileCore,
+    #[serde(default)]
+    models: FileModels,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileArray {
+    rows: i64,
+    cols: i64,
+    brick_bits: i64,
+    fusion_bits: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileClock {
+    frequency_mhz: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMemory {
+    wbuf_bytes: i64,
+    ibuf_bytes: i64,
+    obuf_bytes: i64,
+    dram_bits_per_cycle: i64,
+    dram_energy_pj_per_bit: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSram {
+    #[serde(default)]
+    table: SramTableName,
+    #[serde(default = "Ports::one_read_one_write")]
+    wbuf_ports: Ports,
+    #[serde(default = "Ports::one_read_one_write")]
+    ibuf_ports: Ports,
+    #[serde(default = "Ports::bitfusion_obuf")]
+    obuf_ports: Ports,
+}
+
+impl Default for FileSram {
+    fn default() -> Self {
+        Self {
+            table: SramTableName::default(),
+            wbuf_ports: Ports::one_read_one_write(),
+            ibuf_ports: Ports::one_read_one_write(),
+            obuf_ports: Ports::bitfusion_obuf(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCore {
+    fusion_unit: Vec<FusionUnitFigures>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileModels {
+    #[serde(default)]
+    cost: CostModelName,
+    #[serde(default)]
+    reference_grouped: GroupedMapping,
+}
+
+/// Largest accepted array side (fusion units).
+pub const MAX_ARRAY_SIDE: i64 = 4096;
+/// Largest accepted buffer, in bytes (1 GiB).
+pub const MAX_BUFFER_BYTES: i64 = 1 << 30;
+
+fn check_int(origin: &str, key: &str, v: i64, lo: i64, hi: i64) -> Result<u64, ConfigError> {
+    if v < lo || v > hi {
+        return Err(ConfigError::new(origin, format!("{key} = {v} is out of range (allowed {lo}..={hi})")));
+    }
+    Ok(v as u64)
+}
+
+fn check_float(origin: &str, key: &str, v: f64, lo: f64, hi: f64, lo_open: bool) -> Result<f64, ConfigError> {
+    let below = if lo_open { v <= lo } else { v < lo };
+    if !v.is_finite() || below || v > hi {
+        let range = if lo_open { format!("{lo} < value <= {hi}") } else { format!("{lo}..={hi}") };
+        return Err(ConfigError::new(origin, format!("{key} = {v} is out of range (allowed {range})")));
+    }
+    Ok(v)
+}
+
+impl HwConfig {
+    /// Load and validate a config file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        Self::from_file_with_overrides(path, &[])
+    }
+
+    /// Load a config file, apply `key=value` overrides, and validate the result.
+    pub fn from_file_with_overrides(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(&origin, format!("cannot read hardware config: {e}")))?;
+        Self::from_toml_str(&text, &origin, overrides)
+    }
+
+    /// Parse TOML text (`origin` names it in errors), apply overrides, validate.
+    pub fn from_toml_str(text: &str, origin: &str, overrides: &[String]) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| toml_error(origin, text, &e))?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        Self::from_table(table, origin)
+    }
+
+    /// Validate a TOML document.
+    pub fn from_table(table: toml::Table, origin: &str) -> Result<Self, ConfigError> {
+        let doc: FileDoc = FileDoc::deserialize(toml::Value::Table(table.clone()))
+            .map_err(|e| ConfigError::new(origin, de_message(&e)))?;
+        let o = origin;
+        let array = ArrayConfig {
+            rows: check_int(o, "array.rows", doc.array.rows, 1, MAX_ARRAY_SIDE)? as u32,
+            cols: check_int(o, "array.cols", doc.array.cols, 1, MAX_ARRAY_SIDE)? as u32,
+            brick_bits: check_int(o, "array.brick_bits", doc.array.brick_bits, 1, 8)? as u32,
+            fusion_bits: check_int(o, "array.fusion_bits", doc.array.fusion_bits, 1, 32)? as u32,
+        };
+        if !array.brick_bits.is_power_of_two() {
+            return Err(ConfigError::new(
+                o,
+                format!("array.brick_bits = {} must be a power of two (1, 2, 4 or 8)", array.brick_bits),
+            ));
+        }
+        if array.fusion_bits % array.brick_bits != 0 || !(array.fusion_bits / array.brick_bits).is_power_of_two() {
+            return Err(ConfigError::new(
+                o,
+                format!(
+                    "array.fusion_bits = {} must be brick_bits ({}) times a power of two (bricks fuse by halves)",
+                    array.fusion_bits, array.brick_bits
+                ),
+            ));
+        }
+        if array.operand_word_bits() % 8 != 0 {
+            return Err(ConfigError::new(
+                o,
+                format!(
+                    "array.fusion_bits^2 / array.brick_bits = {} bits is not a whole number of bytes (the buffer word)",
+                    array.operand_word_bits()
+                ),
+            ));
+        }
+        let frequency_mhz = check_float(o, "clock.frequency_mhz", doc.clock.frequency_mhz, 0.0, 100_000.0, true)?;
+        let m = &doc.memory;
+        let memory = MemoryConfig {
+            wbuf: Bytes(check_int(o, "memory.wbuf_bytes", m.wbuf_bytes, 1, MAX_BUFFER_BYTES)?),
+            ibuf: Bytes(check_int(o, "memory.ibuf_bytes", m.ibuf_bytes, 1, MAX_BUFFER_BYTES)?),
+            obuf: Bytes(check_int(o, "memory.obuf_bytes", m.obuf_bytes, 1, MAX_BUFFER_BYTES)?),
+            dram_bits_per_cycle: check_int(o, "memory.dram_bits_per_cycle", m.dram_bits_per_cycle, 1, 1 << 20)?,
+            dram_energy_pj_per_bit: check_float(
+                o,
+                "memory.dram_energy_pj_per_bit",
+                m.dram_energy_pj_per_bit,
+                0.0,
+                1e6,
+                false,
+            )?,
+        };
+        let word_bytes = array.operand_word_bits() / 8;
+        let banks = [
+            ("memory.wbuf_bytes", memory.wbuf.0, array.fusion_units(), word_bytes, "rows x cols"),
+            ("memory.ibuf_bytes", memory.ibuf.0, array.rows as u64, word_bytes, "rows"),
+            ("memory.obuf_bytes", memory.obuf.0, array.cols as u64, OBUF_WORD_BITS / 8, "cols"),
+        ];
+        for (key, bytes, n_banks, word, what) in banks {
+            let unit = n_banks * word;
+            if bytes % unit != 0 {
+                return Err(ConfigError::new(
+                    o,
+                    format!(
+                        "{key} = {bytes} does not split into {n_banks} banks ({what}) of whole {word}-byte words: \
+                         it must be a multiple of {unit}"
+                    ),
+                ));
+            }
+        }
+        let fusion_unit = select_fusion_unit(o, &doc.core.fusion_unit, &array)?;
+        Ok(HwConfig {
+            name: doc.name,
+            description: doc.description,
+            array,
+            frequency_mhz,
+            memory,
+            sram: SramConfig {
+                table: doc.sram.table,
+                wbuf_ports: doc.sram.wbuf_ports,
+                ibuf_ports: doc.sram.ibuf_ports,
+                obuf_ports: doc.sram.obuf_ports,
+            },
+            fusion_unit,
+            models: ModelsConfig { cost: doc.models.cost, reference_grouped: doc.models.reference_grouped },
+            document: table,
+        })
+    }
+
+    /// Clock frequency in Hz.
+    pub fn frequency_hz(&self) -> f64 {
+        self.frequency_mhz * 1e6
+    }
+
+    /// Milliseconds taken by `cycles` at this config's clock.
+    pub fn cycles_to_ms(&self, cycles: u64) -> f64 {
+        cycles as f64 / (self.frequency_mhz * 1e3)
+    }
+}
+
+fn select_fusion_unit(
+    origin: &str,
+    entries: &[FusionUnitFigures],
+    array: &ArrayConfig,
+) -> Result<FusionUnitFigures, ConfigError> {
+    for (i, e) in entries.iter().enumerate() {
+        let key = format!("core.fusion_unit[{i}]");
+        check_float(origin, &format!("{key}.area_um2"), e.area_um2, 0.0, 1e9, true)?;
+        check_float(origin, &format!("{key}.dynamic_energy_pj_per_cycle"), e.dynamic_energy_pj_per_cycle, 0.0, 1e6, false)?;
+        check_float(origin, &format!("{key}.leakage_mw"), e.leakage_mw, 0.0, 1e6, false)?;
+    }
+    entries
+        .iter()
+        .find(|e| e.fusion_bits == array.fusion_bits && e.brick_bits == array.brick_bits)
+        .cloned()
+        .ok_or_else(|| {
+            let have: Vec<String> = entries.iter().map(|e| format!("{}/{}", e.fusion_bits, e.brick_bits)).collect();
+            ConfigError::new(
+                origin,
+                format!(
+                    "core.fusion_unit has no entry for fusion_bits/brick_bits = {}/{} (entries: {})",
+                    array.fusion_bits,
+                    array.brick_bits,
+                    if have.is_empty() { "none".to_string() } else { have.join(", ") }
+                ),
+            )
+        })
+}
+
+/// Apply one `key=value` override (dotted key, TOML value; a bare word is taken as a string).
+pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigError> {
+    let origin = format!("--set {assignment}");
+    let Some((key, raw)) = assignment.split_once('=') else {
+        return Err(ConfigError::new(&origin, "expected key=value, e.g. array.rows=32"));
+    };
+    let key = key.trim();
+    let value = parse_override_value(raw.trim());
+    set_dotted(table, key, value).map_err(|m| ConfigError::new(&origin, m))
+}
+
+/// Parse the right-hand side of `key=value` as a TOML value, falling back to a string.
+pub fn parse_override_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// Set `a.b.c = value` in a TOML table, creating intermediate tables.
+pub fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), String> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("'{key}' is not a valid dotted key"));
+    }
+    let mut cur = table;
+    for (i, p) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            cur.insert((*p).to_string(), value);
+            return Ok(());
+        }
+        let entry = cur.entry((*p).to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = match entry {
+            toml::Value::Table(t) => t,
+            _ => return Err(format!("'{}' is a value, not a table", parts[..=i].join("."))),
+        };
+    }
+    Ok(())
+}
+
+/// Format a TOML syntax error on one line, with its line and column.
+fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let msg = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let (line, col) = line_col(text, span.start);
+            ConfigError::new(&format!("{origin}:{line}:{col}"), msg)
+        }
+        None => ConfigError::new(origin, msg),
+    }
+}
+
+/// Make a serde error message name the key it is about (serde's messages can span lines).
+fn de_message(e: &toml::de::Error) -> String {
+    e.message().trim().replace('\n', " ")
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.len(), |p| before.len() - p - 1) + 1;
+    (line, col)
+}
+
+impl fmt::Display for HwConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let a = &self.array;
+        let m = &self.memory;
+        write!(
+            f,
+            "{}: {}x{} fusion units ({}-bit fused from {}-bit bricks), {} MHz, WBUF {} B, IBUF {} B, OBUF {} B, DRAM {} bits/cycle",
+            self.name, a.rows, a.cols, a.fusion_bits, a.brick_bits, self.frequency_mhz, m.wbuf.0, m.ibuf.0, m.obuf.0,
+            m.dram_bits_per_cycle
+        )
+    }
+}
+
+/// The hardware configs shipped in `hwconfigs/`, embedded so that `--hw NAME` works anywhere.
+pub const SHIPPED_CONFIGS: &[(&str, &str)] = &[
+    ("bitfusion-isca2018", include_str!("../../hwconfigs/bitfusion-isca2018.toml")),
+    ("bitfusion-8x8", include_str!("../../hwconfigs/bitfusion-8x8.toml")),
+    ("bitfusion-stripes", include_str!("../../hwconfigs/bitfusion-stripes.toml")),
+];
+
+/// Load `spec` as a file path if it exists, else as the name of a shipped config.
+pub fn load_hw(spec: &str, overrides: &[String]) -> Result<HwConfig, ConfigError> {
+    let path = Path::new(spec);
+    if path.exists() {
+        return HwConfig::from_file_with_overrides(path, overrides);
+    }
+    let name = spec.trim_end_matches(".toml");
+    let name = name.rsplit('/').next().unwrap_or(name);
+    match SHIPPED_CONFIGS.iter().find(|(n, _)| *n == name) {
+        Some((n, text)) => HwConfig::from_toml_str(text, &format!("{n} (built in)"), overrides),
+        None => Err(ConfigError::new(
+            spec,
+            format!(
+                "no such file, and not a built-in config (built in: {})",
+                SHIPPED_CONFIGS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paper() -> String {
+        SHIPPED_CONFIGS[0].1.to_string()
+    }
+
+    fn err(text: &str, overrides: &[&str]) -> String {
+        let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        HwConfig::from_toml_str(text, "t.toml", &o).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn shipped_configs_are_valid() {
+        for (name, text) in SHIPPED_CONFIGS {
+            let hw = HwConfig::from_toml_str(text, name, &[]).unwrap();
+            assert_eq!(&hw.name, name);
+        }
+        let hw = HwConfig::from_toml_str(&paper(), "p", &[]).unwrap();
+        assert_eq!((hw.array.rows, hw.array.cols), (16, 32));
+        assert_eq!(hw.memory.dram_bits_per_cycle, 192);
+        assert_eq!(hw.memory.wbuf, Bytes(65536));
+        assert!((hw.fusion_unit.dynamic_energy_pj_per_cycle * 512.0 - 235.104).abs() < 1e-9);
+    }
+
+    #[test]
+    fn overrides_apply_and_validate() {
+        let hw = HwConfig::from_toml_str(&paper(), "p", &["array.rows=32".into()]).unwrap();
+        assert_eq!(hw.array.rows, 32);
+        let hw = HwConfig::from_toml_str(&paper(), "p", &["models.reference_grouped=ic1_ocC".into()]).unwrap();
+        assert_eq!(hw.models.reference_grouped, GroupedMapping::IcPerGroup);
+        let e = err(&paper(), &["array.rows=0"]);
+        assert!(e.contains("array.rows = 0 is out of range (allowed 1..=4096)"), "{e}");
+        let e = err(&paper(), &["array.rowz=3"]);
+        assert!(e.contains("unknown field `rowz`"), "{e}");
+        let e = err(&paper(), &["array.rows"]);
+        assert!(e.contains("expected key=value"), "{e}");
+    }
+
+    #[test]
+    fn impossible_values_are_named() {
+        let e = err(&paper(), &["memory.wbuf_bytes=1000"]);
+        assert!(e.contains("memory.wbuf_bytes = 1000 does not split into 512 banks"), "{e}");
+        let e = err(&paper(), &["array.brick_bits=3"]);
+        assert!(e.contains("array.brick_bits = 3 must be a power of two"), "{e}");
+        let e = err(&paper(), &["array.fusion_bits=6"]);
+        assert!(e.contains("array.fusion_bits = 6 must be brick_bits"), "{e}");
+        let e = err(&paper(), &["memory.ibuf_bytes=-4"]);
+        assert!(e.contains("memory.ibuf_bytes = -4 is out of range"), "{e}");
+        let e = err(&paper(), &["clock.frequency_mhz=0"]);
+        assert!(e.contains("clock.frequency_mhz = 0 is out of range"), "{e}");
+        let e = err(&paper(), &["array.fusion_bits=16", "array.brick_bits=4"]);
+        assert!(e.contains("core.fusion_unit has no entry for fusion_bits/brick_bits = 16/4"), "{e}");
+        let e = err(&paper(), &["models.cost=magic"]);
+        assert!(e.contains("magic"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_have_line_and_column() {
+        let e = err("name = \"x\"\n[array\nrows = 1\n", &[]);
+        assert!(e.starts_with("t.toml:2:"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+        let e = err("name = \"x\"\n", &[]);
+        assert!(e.contains("missing field `array`"), "{e}");
+    }
+
+    #[test]
+    fn load_hw_by_name_and_unknown() {
+        assert_eq!(load_hw("bitfusion-8x8", &[]).unwrap().array.rows, 8);
+        let e = load_hw("nope", &[]).unwrap_err().to_string();
+        assert!(e.contains("not a built-in config"), "{e}");
+    }
+}

@@ -1,0 +1,23 @@
+//! Bit Fusion accelerator simulator.
+//!
+//! Data flows one way: a [`config::HwConfig`] and a workload of
+//! [`layer::Layer`]s go into a [`model::CostModel`] (chosen by name), which
+//! maps each layer onto the array and produces [`stats::LayerStats`]; the
+//! [`report`] module writes them out. See `ARCHITECTURE.md` at the repository root.
+
+pub mod config;
+pub mod energy;
+pub mod layer;
+pub mod model;
+pub mod networks;
+pub mod reference;
+pub mod report;
+pub mod sram;
+pub mod stats;
+pub mod units;
+pub mod workload;
+
+pub use config::{ConfigError, HwConfig};
+pub use layer::{Layer, LayerKind};
+pub use model::{CostModel, NetworkReport, SimError, build, simulate_layers};
+pub use stats::LayerStats;

@@ -1,0 +1,256 @@
+//! Workloads: topology CSV files and whole-workload precision/batch overrides.
+//!
+//! Topology CSV header (any column order, all columns required, `im2col` may be empty):
+//! `name,kind,batch,in_channels,out_channels,in_h,in_w,kernel,stride,pad,groups,w_bits,a_bits,im2col`.
+//! An empty `im2col` means "auto": true for the network's input layers (the first
+//! row, and conv rows right after it that read the same input shape, such as
+//! AlexNet's two parallel first convolutions), as the original simulator does.
+
+use crate::layer::{Layer, LayerKind};
+use std::path::Path;
+
+/// The topology CSV columns, in the canonical order.
+pub const TOPOLOGY_COLUMNS: [&str; 14] = [
+    "name",
+    "kind",
+    "batch",
+    "in_channels",
+    "out_channels",
+    "in_h",
+    "in_w",
+    "kernel",
+    "stride",
+    "pad",
+    "groups",
+    "w_bits",
+    "a_bits",
+    "im2col",
+];
+
+/// A bad topology file, phrased for the user on one line.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{origin}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct TopologyError {
+    pub origin: String,
+    pub line: Option<u64>,
+    pub message: String,
+}
+
+/// Read a topology CSV file.
+pub fn read_topology(path: &Path) -> Result<Vec<Layer>, TopologyError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| TopologyError {
+        origin: origin.clone(),
+        line: None,
+        message: format!("cannot read topology file: {e}"),
+    })?;
+    parse_topology(&text, &origin)
+}
+
+/// Parse topology CSV text; `origin` names it in errors.
+pub fn parse_topology(text: &str, origin: &str) -> Result<Vec<Layer>, TopologyError> {
+    let err = |line: Option<u64>, message: String| TopologyError { origin: origin.to_string(), line, message };
+    let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).comment(Some(b'#')).from_reader(text.as_bytes());
+    let header = rdr.headers().map_err(|e| err(Some(1), format!("cannot read the header: {e}")))?.clone();
+    let mut index = [usize::MAX; TOPOLOGY_COLUMNS.len()];
+    for (i, h) in header.iter().enumerate() {
+        match TOPOLOGY_COLUMNS.iter().position(|c| *c == h) {
+            Some(k) if index[k] != usize::MAX => return Err(err(Some(1), format!("column '{h}' appears twice"))),
+            Some(k) => index[k] = i,
+            None => {
+                return Err(err(
+                    Some(1),
+                    format!("unknown column '{h}' (expected: {})", TOPOLOGY_COLUMNS.join(",")),
+                ));
+            }
+        }
+    }
+    if let Some(k) = index.iter().position(|i| *i == usize::MAX) {
+        return Err(err(Some(1), format!("missing column '{}' (expected: {})", TOPOLOGY_COLUMNS[k], TOPOLOGY_COLUMNS.join(","))));
+    }
+    let mut layers: Vec<(Layer, Option<bool>)> = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| {
+            let line = e.position().map(|p| p.line());
+            err(line, format!("malformed CSV: {}", csv_error_kind(&e)))
+        })?;
+        let line = rec.position().map(|p| p.line());
+        let field = |k: usize| rec.get(index[k]).unwrap_or("");
+        let num = |k: usize| -> Result<u32, TopologyError> {
+            let v = field(k);
+            v.parse::<u32>().map_err(|_| {
+                err(line, format!("column '{}': expected a non-negative integer, got '{v}'", TOPOLOGY_COLUMNS[k]))
+            })
+        };
+        let name = field(0).to_string();
+        if name.is_empty() {
+            return Err(err(line, "column 'name': empty layer name".into()));
+        }
+        let kind = match field(1) {
+            "conv" => LayerKind::Conv,
+            "fc" => LayerKind::Fc,
+            other => return Err(err(line, format!("column 'kind': expected 'conv' or 'fc', got '{other}'"))),
+        };
+        let im2col = match field(13).to_ascii_lowercase().as_str() {
+            "" => None,
+            "true" | "1" => Some(true),
+            "false" | "0" => Some(false),
+            other => return Err(err(line, format!("column 'im2col': expected true, false or empty, got '{other}'"))),
+        };
+        let layer = Layer {
+            name,
+            kind,
+            batch: num(2)?,
+            in_channels: num(3)?,
+            out_channels: num(4)?,
+            in_h: num(5)?,
+            in_w: num(6)?,
+            kernel: num(7)?,
+            stride: num(8)?,
+            pad: num(9)?,
+            groups: num(10)?,
+            w_bits: num(11)?,
+            a_bits: num(12)?,
+            im2col: false,
+        };
+        layer.validate().map_err(|e| err(line, format!("column '{}': {}", e.field, e.message)))?;
+        layers.push((layer, im2col));
+    }
+    if layers.is_empty() {
+        return Err(err(None, "no layers (the file has a header but no rows)".into()));
+    }
+    Ok(resolve_im2col(layers))
+}
+
+fn csv_error_kind(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+            format!("expected {expected_len} fields, found {len}")
+        }
+        csv::ErrorKind::Utf8 { .. } => "invalid UTF-8".into(),
+        _ => e.to_string().replace('\n', " "),
+    }
+}
+
+/// Fill in `auto` im2col flags: the network's input layers are lowered with im2col.
+fn resolve_im2col(rows: Vec<(Layer, Option<bool>)>) -> Vec<Layer> {
+    let first_shape = (rows[0].0.in_channels, rows[0].0.in_h, rows[0].0.in_w);
+    let mut in_input_group = true;
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, (mut l, flag))| {
+            let shape = (l.in_channels, l.in_h, l.in_w);
+            in_input_group = in_input_group && l.kind == LayerKind::Conv && (i == 0 || shape == first_shape);
+            l.im2col = flag.unwrap_or(in_input_group);
+            l
+        })
+        .collect()
+}
+
+/// Write layers as a topology CSV (the format [`parse_topology`] reads).
+pub fn topology_csv(layers: &[Layer]) -> String {
+    let mut out = TOPOLOGY_COLUMNS.join(",");
+    out.push('\n');
+    for l in layers {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            l.name,
+            l.kind.as_str(),
+            l.batch,
+            l.in_channels,
+            l.out_channels,
+            l.in_h,
+            l.in_w,
+            l.kernel,
+            l.stride,
+            l.pad,
+            l.groups,
+            l.w_bits,
+            l.a_bits,
+            l.im2col
+        ));
+    }
+    out
+}
+
+/// Whole-workload overrides given on the command line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkloadOverrides {
+    pub batch: Option<u32>,
+    pub w_bits: Option<u32>,
+    pub a_bits: Option<u32>,
+}
+
+impl WorkloadOverrides {
+    /// Apply the overrides to every layer and re-validate.
+    pub fn apply(&self, layers: &mut [Layer]) -> Result<(), crate::layer::LayerError> {
+        for l in layers.iter_mut() {
+            if let Some(b) = self.batch {
+                l.batch = b;
+            }
+            if let Some(w) = self.w_bits {
+                l.w_bits = w;
+            }
+            if let Some(a) = self.a_bits {
+                l.a_bits = a;
+            }
+            l.validate()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "name,kind,batch,in_channels,out_channels,in_h,in_w,kernel,stride,pad,groups,w_bits,a_bits,im2col
+conv1_a,conv,16,3,48,227,227,11,4,0,1,4,8,
+conv1_b,conv,16,3,48,227,227,11,4,0,1,4,8,
+conv2,conv,16,48,128,27,27,5,1,2,1,4,4,
+fc,fc,16,9216,4096,1,1,1,1,0,1,4,4,false
+";
+
+    #[test]
+    fn parses_and_resolves_auto_im2col() {
+        let ls = parse_topology(GOOD, "t.csv").unwrap();
+        assert_eq!(ls.len(), 4);
+        assert!(ls[0].im2col && ls[1].im2col && !ls[2].im2col && !ls[3].im2col);
+        assert_eq!(ls[3].kind, LayerKind::Fc);
+        assert_eq!(ls[0].out_h(), 55);
+    }
+
+    #[test]
+    fn round_trips_through_csv() {
+        let ls = parse_topology(GOOD, "t.csv").unwrap();
+        assert_eq!(parse_topology(&topology_csv(&ls), "u.csv").unwrap(), ls);
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let bad = GOOD.replace("conv2,conv,16,48,128,27,27,5,1,2", "conv2,conv,16,48,128,27,27,5,x,2");
+        let e = parse_topology(&bad, "t.csv").unwrap_err().to_string();
+        assert_eq!(e, "t.csv:4: column 'stride': expected a non-negative integer, got 'x'");
+        let bad = GOOD.replace("fc,fc,16,9216,4096,1,1,1,1,0,1,4,4,false", "fc,fc,16,9216,4096,1,1,1,1,0,1,4,32,false");
+        let e = parse_topology(&bad, "t.csv").unwrap_err().to_string();
+        assert!(e.starts_with("t.csv:5: column 'a_bits': unsupported bit width 32"), "{e}");
+        let bad = GOOD.replace("conv2,conv,16,48", "conv2,pool,16,48");
+        assert!(parse_topology(&bad, "t.csv").unwrap_err().to_string().contains("column 'kind'"));
+        let bad = GOOD.replace(",im2col", ",im2kol");
+        assert!(parse_topology(&bad, "t.csv").unwrap_err().to_string().contains("unknown column 'im2kol'"));
+        let bad = GOOD.replace("conv2,conv,16,48,128,27,27,5,1,2,1,4,4,", "conv2,conv,16,48");
+        let e = parse_topology(&bad, "t.csv").unwrap_err().to_string();
+        assert!(e.contains("t.csv:4: malformed CSV: expected 14 fields, found 4"), "{e}");
+        let e = parse_topology(TOPOLOGY_COLUMNS.join(",").as_str(), "t.csv").unwrap_err().to_string();
+        assert!(e.contains("no layers"), "{e}");
+    }
+
+    #[test]
+    fn overrides_apply_to_every_layer() {
+        let mut ls = parse_topology(GOOD, "t.csv").unwrap();
+        WorkloadOverrides { batch: Some(1), w_bits: Some(2), a_bits: Some(2) }.apply(&mut ls).unwrap();
+        assert!(ls.iter().all(|l| l.batch == 1 && l.w_bits == 2 && l.a_bits == 2));
+        let e = WorkloadOverrides { w_bits: Some(0), ..Default::default() }.apply(&mut ls).unwrap_err();
+        assert_eq!(e.field, "w_bits");
+    }
+}
