@@ -288,10 +288,15 @@ impl HwConfig {
     /// Parse TOML text (`origin` names it in errors), apply overrides, validate.
     pub fn from_toml_str(text: &str, origin: &str, overrides: &[String]) -> Result<Self, ConfigError> {
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| toml_error(origin, text, &e))?;
+        if overrides.is_empty() {
+            return Self::from_table(table, origin);
+        }
+        // Errors in the file itself are the file's; errors that appear with the overrides are theirs.
+        Self::from_table(table.clone(), origin)?;
         for o in overrides {
             apply_override(&mut table, o)?;
         }
-        Self::from_table(table, origin)
+        Self::from_table(table, &format!("{origin} with --set {}", overrides.join(" --set ")))
     }
 
     /// Validate a TOML document.

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Set a fresh machine up: system packages the project needs, then a release build.
+# Idempotent; safe to run again. Needs root (or sudo) only when a package is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+# (System packages are added here as features need them; the simulator itself needs none.)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust 1.95 (rustup)" >&2; exit 1; }
+cargo build --release --locked
+echo "setup: done; the binary is target/release/bitfusion"
