@@ -247,7 +247,7 @@ fn network_totals_match_networks_csv() {
 
 #[test]
 fn sweep_csv_matches_cycles_and_traffic() {
-    // 24 configs x 7 layers x 4 bit pairs x 2 batches; depthwise layers mapped as ic1_ocC.
+    // 672 rows over 24 configs; depthwise layers are mapped as ic1_ocC there.
     let rows = read_csv("bitfusion/sweep.csv");
     let mut cache = HashMap::new();
     let mut bad = Vec::new();
