@@ -14,5 +14,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust 1.95 (rustup)" >&2; exit 1; }
+# The test runner (part of the machine image; installed from crates.io if missing).
+cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
 cargo build --release --locked
 echo "setup: done; the binary is target/release/bitfusion"
