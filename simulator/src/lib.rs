@@ -5,6 +5,8 @@
 //! maps each layer onto the array and produces [`stats::LayerStats`]; the
 //! [`report`] module writes them out. See `ARCHITECTURE.md` at the repository root.
 
+pub mod array;
+pub mod brick;
 pub mod config;
 pub mod energy;
 pub mod layer;
@@ -15,6 +17,7 @@ pub mod report;
 pub mod sram;
 pub mod stats;
 pub mod units;
+pub mod validate;
 pub mod workload;
 
 pub use config::{ConfigError, HwConfig};
