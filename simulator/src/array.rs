@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn results_are_dot_products_at_s_plus_t_plus_n_plus_m() {
-        for (n, m, k, windows) in [(1, 1, 1, 3), (1, 1, 3, 2), (2, 2, 7, 3), (4, 4, 4, 3), (4, 2, 13, 2), (3, 5, 1, 4)] {
+        for (n, m, k, windows) in [(1usize, 1usize, 1usize, 3usize), (1, 1, 3, 2), (2, 2, 7, 3), (4, 4, 4, 3), (4, 2, 13, 2), (3, 5, 1, 4)] {
             let x: Vec<Vec<i64>> = (0..windows).map(|w| (0..k).map(|i| (i as i64 * 7 + w as i64 * 3) % 11 - 5).collect()).collect();
             let wt: Vec<Vec<i64>> = (0..m).map(|c| (0..k).map(|i| (i as i64 * 5 + c as i64) % 9 - 4).collect()).collect();
             let out = run(n, m, &x, &wt);
