@@ -44,7 +44,7 @@ pub fn simulate(
     WorkloadOverrides { batch, w_bits, a_bits }
         .apply(&mut layers)
         .map_err(|e| anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
-    let model = build(&config, model_name);
+    let model = build(&config, model_name, Default::default());
     let report = simulate_layers(model.as_ref(), &layers)?;
     for n in &report.notes {
         eprintln!("note: {n}");

@@ -63,7 +63,7 @@ fn simulate_writes_csv_and_json_matching_the_library() {
     // The same numbers as the library gives.
     let hw = bitfusion_simulator::config::load_hw("bitfusion-isca2018", &[]).unwrap();
     let layers = bitfusion_simulator::workload::parse_topology(TOPOLOGY, "t").unwrap();
-    let report = bitfusion_simulator::simulate_layers(bitfusion_simulator::build(&hw, None).as_ref(), &layers).unwrap();
+    let report = bitfusion_simulator::simulate_layers(bitfusion_simulator::build(&hw, None, Default::default()).as_ref(), &layers).unwrap();
     assert_eq!(text, bitfusion_simulator::report::to_csv(&report));
 
     let json_out = d.join("out.json");

@@ -28,10 +28,11 @@ pub trait Operands {
 }
 
 /// One cycle's inputs.
-pub struct CycleInputs<'a, W: Fn(usize, usize) -> Option<u64>> {
+pub struct CycleInputs<'a, W: Fn(usize, usize, Option<u64>) -> Option<u64>> {
     /// Activation handle entering each row at column 0.
     pub act: &'a [Option<u64>],
-    /// Weight handle for unit (n, m).
+    /// Weight handle fed to unit (row, col) this cycle; it is also given the activation handle the
+    /// unit sees this cycle (a feeder that keeps weights aligned with activations may use it).
     pub weight: W,
     pub clear: bool,
     pub valid: bool,
@@ -87,7 +88,7 @@ impl SystolicArray {
     }
 
     /// One clock edge.
-    pub fn step<W: Fn(usize, usize) -> Option<u64>>(&mut self, inp: &CycleInputs<'_, W>, ops: &impl Operands) {
+    pub fn step<W: Fn(usize, usize, Option<u64>) -> Option<u64>>(&mut self, inp: &CycleInputs<'_, W>, ops: &impl Operands) {
         let n = self.n;
         for col in (0..self.m).rev() {
             // Accumulator: uses this column's clear register and the last row's partial sum (old state).
@@ -95,7 +96,7 @@ impl SystolicArray {
             self.acc[col] = wrap(if self.clear[col] { last } else { self.acc[col] + last }, self.acc_bits);
             for row in (0..n).rev() {
                 let act = if col == 0 { inp.act[row] } else { self.fwd[(col - 1) * n + row] };
-                let prod = match (act, (inp.weight)(row, col)) {
+                let prod = match (act, (inp.weight)(row, col, act)) {
                     (Some(a), Some(w)) => ops.product(a, w),
                     _ => 0,
                 };
@@ -254,7 +255,7 @@ mod tests {
             let act: Vec<Option<u64>> = (0..n)
                 .map(|row| s.act_slot(cycle, row).and_then(|(w, j)| x[w as usize].get(j as usize * n + row).map(|v| h(*v))))
                 .collect();
-            let weight = |row: usize, col: usize| {
+            let weight = |row: usize, col: usize, _: Option<u64>| {
                 s.weight_slot(cycle, row, col).and_then(|(_, j)| wt[col].get(j as usize * n + row).map(|v| h(*v)))
             };
             let inp = CycleInputs { act: &act, weight, clear: s.clear_at(cycle, n), valid: s.valid_at(cycle, n) };

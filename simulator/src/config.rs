@@ -39,14 +39,17 @@ pub enum CostModelName {
     /// The 2018 simulator's analytical model, reproduced exactly.
     #[default]
     Reference,
+    /// The cycle-level engine.
+    Cycle,
 }
 
 impl CostModelName {
-    pub const ALL: &'static [&'static str] = &["reference"];
+    pub const ALL: &'static [&'static str] = &["reference", "cycle"];
 
     pub fn as_str(self) -> &'static str {
         match self {
             CostModelName::Reference => "reference",
+            CostModelName::Cycle => "cycle",
         }
     }
 }
@@ -56,6 +59,7 @@ impl std::str::FromStr for CostModelName {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "reference" => Ok(CostModelName::Reference),
+            "cycle" => Ok(CostModelName::Cycle),
             other => Err(format!("unknown cost model '{other}' (known: {})", Self::ALL.join(", "))),
         }
     }
@@ -128,6 +132,10 @@ pub struct MemoryConfig {
     pub dram_bits_per_cycle: u64,
     /// DRAM access energy, in picojoules per bit (15 in the paper's configuration).
     pub dram_energy_pj_per_bit: f64,
+    /// Cycles from a DMA transfer's request to its first beat (cycle model).
+    pub dram_latency_cycles: u64,
+    /// DRAM burst, in bytes: contiguous segments are rounded up to whole bursts (cycle model).
+    pub dram_burst_bytes: u64,
 }
 
 /// Word width of an OBUF bank (32-bit partial sums), in bits.
@@ -209,6 +217,14 @@ struct FileMemory {
     obuf_bytes: i64,
     dram_bits_per_cycle: i64,
     dram_energy_pj_per_bit: f64,
+    #[serde(default)]
+    dram_latency_cycles: i64,
+    #[serde(default = "default_burst")]
+    dram_burst_bytes: i64,
+}
+
+fn default_burst() -> i64 {
+    64
 }
 
 #[derive(Deserialize)]
@@ -349,6 +365,8 @@ impl HwConfig {
                 1e6,
                 false,
             )?,
+            dram_latency_cycles: check_int(o, "memory.dram_latency_cycles", m.dram_latency_cycles, 0, 1 << 20)?,
+            dram_burst_bytes: check_int(o, "memory.dram_burst_bytes", m.dram_burst_bytes, 1, 1 << 16)?,
         };
         let word_bytes = array.operand_word_bits() / 8;
         let banks = [

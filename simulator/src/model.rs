@@ -7,6 +7,7 @@
 
 use crate::config::{CostModelName, HwConfig};
 use crate::layer::Layer;
+use crate::mapping::Objective;
 use crate::stats::LayerStats;
 use rayon::prelude::*;
 
@@ -36,12 +37,24 @@ pub trait CostModel: Send + Sync {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Chip area (core and buffers), mm^2, when the figures exist.
+    fn area_mm2(&self) -> Option<f64> {
+        None
+    }
+    /// Simulate a layer whose outputs are stored at `out_bits` (the consumer's activation
+    /// precision). Models that always store 32-bit partial sums ignore it.
+    fn simulate_layer_with_output_bits(&self, layer: &Layer, out_bits: u32) -> Result<LayerStats, SimError> {
+        let _ = out_bits;
+        self.simulate_layer(layer)
+    }
 }
 
-/// Build the cost model named `name` (or the config's `[models] cost`) for `hw`.
-pub fn build(hw: &HwConfig, name: Option<CostModelName>) -> Box<dyn CostModel> {
+/// Build the cost model named `name` (or the config's `[models] cost`) for `hw`; `objective` is the
+/// mapping objective of models that search (the reference model always minimises cycles, then energy).
+pub fn build(hw: &HwConfig, name: Option<CostModelName>, objective: Objective) -> Box<dyn CostModel> {
     match name.unwrap_or(hw.models.cost) {
         CostModelName::Reference => Box::new(crate::reference::ReferenceModel::new(hw)),
+        CostModelName::Cycle => Box::new(crate::engine::CycleModel::new(hw, objective)),
     }
 }
 
@@ -52,12 +65,30 @@ pub struct NetworkReport {
     pub model: String,
     pub layers: Vec<LayerStats>,
     pub total: LayerStats,
+    /// Chip area (core and buffers), mm^2.
+    pub area_mm2: Option<f64>,
     pub notes: Vec<String>,
 }
 
-/// Simulate `layers` in parallel (rayon), keeping their order; the first failing layer's error is returned.
+/// Simulate `layers` in parallel (rayon), keeping their order; the first failing layer's error is
+/// returned. Each layer's outputs are stored at the next layer's activation bits (the last layer's at
+/// its own): layers are taken to feed the next one in the list.
 pub fn simulate_layers(model: &dyn CostModel, layers: &[Layer]) -> Result<NetworkReport, SimError> {
-    let stats: Vec<LayerStats> = layers.par_iter().map(|l| model.simulate_layer(l)).collect::<Result<_, _>>()?;
+    let stats: Vec<LayerStats> = layers
+        .par_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let out_bits = layers.get(i + 1).map_or(l.a_bits, |n| n.a_bits);
+            model.simulate_layer_with_output_bits(l, out_bits)
+        })
+        .collect::<Result<_, _>>()?;
     let total = LayerStats::total("total", &stats);
-    Ok(NetworkReport { hw: model.hw().name.clone(), model: model.name().to_string(), layers: stats, total, notes: model.notes() })
+    Ok(NetworkReport {
+        hw: model.hw().name.clone(),
+        model: model.name().to_string(),
+        layers: stats,
+        total,
+        area_mm2: model.area_mm2(),
+        notes: model.notes(),
+    })
 }

@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn csv_has_every_layer_and_a_total() {
         let hw = HwConfig::from_toml_str(SHIPPED_CONFIGS[0].1, "p", &[]).unwrap();
-        let model = build(&hw, None);
+        let model = build(&hw, None, Default::default());
         let layers = network("lenet5").unwrap().layers();
         let r = simulate_layers(model.as_ref(), &layers).unwrap();
         let csv = to_csv(&r);

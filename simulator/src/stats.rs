@@ -86,6 +86,25 @@ impl AddAssign for EnergyBreakdown {
     }
 }
 
+/// Where the array's idle cycles went (cycle model).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StallBreakdown {
+    /// Waiting for a DRAM read (a load) to finish.
+    pub dram_read: Cycles,
+    /// Waiting for a DRAM write (a store that frees an output half, or the layer's last store).
+    pub dram_write: Cycles,
+    /// The pipeline's drain after the last chunk (skew, partial-sum chain, accumulator).
+    pub fill_drain: Cycles,
+}
+
+impl AddAssign for StallBreakdown {
+    fn add_assign(&mut self, o: Self) {
+        self.dram_read += o.dram_read;
+        self.dram_write += o.dram_write;
+        self.fill_drain += o.fill_drain;
+    }
+}
+
 /// The result of simulating one layer (or the total of several).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LayerStats {
@@ -105,6 +124,10 @@ pub struct LayerStats {
     pub macs: u64,
     /// The chosen mapping, in the model's own words (tiling and loop order).
     pub mapping: String,
+    /// MACs / (cycles x the array's peak products per cycle at the layer's precision).
+    pub utilization: f64,
+    /// Stall attribution, for models that attribute stalls.
+    pub stalls: Option<StallBreakdown>,
 }
 
 impl LayerStats {
@@ -120,8 +143,22 @@ impl LayerStats {
             energy: Some(EnergyBreakdown::default()),
             macs: 0,
             mapping: String::new(),
+            utilization: 0.0,
+            stalls: Some(StallBreakdown::default()),
         };
+        // Products the array could have done in the layers' cycles (at each layer's precision).
+        let mut capacity = 0.0;
         for l in layers {
+            if l.utilization > 0.0 {
+                capacity += l.macs as f64 / l.utilization;
+            }
+            t.stalls = match (t.stalls, l.stalls) {
+                (Some(mut a), Some(b)) => {
+                    a += b;
+                    Some(a)
+                }
+                _ => None,
+            };
             t.cycles += l.cycles;
             t.compute_cycles += l.compute_cycles;
             t.stall_cycles += l.stall_cycles;
@@ -135,6 +172,9 @@ impl LayerStats {
                 }
                 _ => None,
             };
+        }
+        if capacity > 0.0 {
+            t.utilization = t.macs as f64 / capacity;
         }
         t
     }

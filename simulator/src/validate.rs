@@ -275,7 +275,7 @@ pub fn array_timing(text: &str, origin: &str, seed: u64) -> Result<Replay, Repla
                 for (row, a) in act.iter_mut().enumerate() {
                     *a = streams.iter().enumerate().find_map(|(wi, s)| s.act_slot(cycle, row).map(|(_, j)| act_handle(wi, j, row)));
                 }
-                let weight = |row: usize, col: usize| {
+                let weight = |row: usize, col: usize, _: Option<u64>| {
                     streams.iter().enumerate().find_map(|(wi, s)| s.weight_slot(cycle, row, col).map(|(_, j)| weight_handle(wi, j, row, col)))
                 };
                 let clear = streams.iter().any(|s| s.clear_at(cycle, n));

@@ -145,6 +145,10 @@ impl CostModel for ReferenceModel {
         self.chip.notes()
     }
 
+    fn area_mm2(&self) -> Option<f64> {
+        self.chip.area_mm2()
+    }
+
     fn simulate_layer(&self, layer: &Layer) -> Result<LayerStats, SimError> {
         let (p, repeat) = self.problem(layer)?;
         let best = search::search(&p, &self.tie_break).ok_or_else(|| {
@@ -187,6 +191,8 @@ impl CostModel for ReferenceModel {
             energy,
             macs: layer.macs(),
             mapping,
+            utilization: layer.macs() as f64 / (cycles as f64 * (p.n * p.m * p.pf) as f64),
+            stalls: None,
         })
     }
 }

@@ -1,0 +1,543 @@
+//! Mapping a layer onto the array: tiles, loop order, and the search over them.
+//!
+//! **Dataflow.** Columns hold output channels, rows the reduction. One
+//! *window* computes one output pixel for up to M output channels: its
+//! reduction vector (group, kernel row, kernel column, input channel — in
+//! that order, input channel innermost) is cut into chunks of N x lanes
+//! elements, one chunk per cycle (times the temporal steps of wide
+//! operands). A tile's windows run back to back over its pixels and column
+//! groups.
+//!
+//! **Grouped and depthwise convolution** are native: `groups_per_pass`
+//! groups share one window, their reduction segments side by side and each
+//! column's weights zero outside its own group's segment (block-diagonal), so
+//! a depthwise layer fills up to M columns with M channels. The zero weights
+//! are structural: their buffer reads are skipped and their bricks idle, and
+//! the utilization the engine reports shows what is lost.
+//!
+//! **Tiles** split the batch, output rows and columns (any sizes, not only
+//! powers of two or squares), groups, output channels, input channels and
+//! kernel rows. The three tile loops — pixels P, outputs O, reduction R — run
+//! in any of 6 orders; operands are reloaded only when a loop they depend on
+//! advances (weights: O, R; inputs: P, R, and O for grouped layers; outputs:
+//! P, O). Partial sums stay in the output buffer while R is innermost and
+//! spill to DRAM as 32-bit values otherwise.
+//!
+//! **Search.** Every tile size is drawn from the *balanced* sizes of its
+//! dimension, ceil(X / c) for tile counts c = 1..=8, then powers of two up to
+//! X; every combination that fits half of each buffer and every distinct loop
+//! order is a candidate. Candidates are ranked by a lower bound on the
+//! objective and evaluated exactly in that order until the next bound cannot
+//! beat the best exact value: the result is the exact optimum over the
+//! candidate set (branch and bound: provably pruned, deterministic).
+
+use crate::brick::LanePlan;
+use crate::memory::DramChannel;
+use serde::Serialize;
+
+/// The three tile loops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Loop {
+    /// Batch and output pixels.
+    P,
+    /// Output channels (and groups).
+    O,
+    /// Reduction: input channels and kernel rows.
+    R,
+}
+
+/// The 6 loop orders, outermost first.
+pub const ORDERS: [[Loop; 3]; 6] = [
+    [Loop::P, Loop::O, Loop::R],
+    [Loop::O, Loop::P, Loop::R],
+    [Loop::P, Loop::R, Loop::O],
+    [Loop::O, Loop::R, Loop::P],
+    [Loop::R, Loop::P, Loop::O],
+    [Loop::R, Loop::O, Loop::P],
+];
+
+/// What the search minimises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Default)]
+pub enum Objective {
+    /// Cycles, then energy.
+    #[default]
+    Cycles,
+    /// Energy, then cycles.
+    Energy,
+    /// Energy x cycles.
+    Edp,
+}
+
+impl std::str::FromStr for Objective {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cycles" => Ok(Objective::Cycles),
+            "energy" => Ok(Objective::Energy),
+            "edp" => Ok(Objective::Edp),
+            o => Err(format!("unknown objective '{o}' (known: cycles, energy, edp)")),
+        }
+    }
+}
+
+impl Objective {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Objective::Cycles => "cycles",
+            Objective::Energy => "energy",
+            Objective::Edp => "edp",
+        }
+    }
+
+    /// The ranking key of (cycles, energy): smaller is better.
+    pub fn key(self, cycles: f64, energy: f64) -> (f64, f64) {
+        match self {
+            Objective::Cycles => (cycles, energy),
+            Objective::Energy => (energy, cycles),
+            Objective::Edp => (energy * cycles, cycles),
+        }
+    }
+}
+
+/// A layer as the cycle model sees it, on one array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub batch: u64,
+    pub in_c: u64,
+    pub out_c: u64,
+    pub in_h: u64,
+    pub in_w: u64,
+    pub out_h: u64,
+    pub out_w: u64,
+    pub k: u64,
+    pub stride: u64,
+    pub pad: u64,
+    pub groups: u64,
+    /// Input and output channels per group.
+    pub cig: u64,
+    pub cog: u64,
+    pub a_bits: u64,
+    pub w_bits: u64,
+    /// Bits the outputs are stored at (the consumer's activation precision).
+    pub out_bits: u64,
+    /// Array rows (N) and columns (M).
+    pub n: u64,
+    pub m: u64,
+    pub plan: LanePlan,
+    /// WBUF/IBUF word width in bits (fusion_bits^2 / brick_bits).
+    pub word_bits: u64,
+    /// Half of each buffer in bits (ping-pong): [wbuf, ibuf, obuf].
+    pub half_bits: [u64; 3],
+    pub dram: DramChannel,
+}
+
+/// Partial sums and accumulator values are 32-bit.
+pub const PSUM_BITS: u64 = 32;
+
+impl Problem {
+    /// Products of the whole layer (kernel taps over padding included).
+    pub fn macs(&self) -> u64 {
+        self.batch * self.out_h * self.out_w * self.k * self.k * self.cig * self.out_c
+    }
+    /// Elements one row of fusion units takes per chunk.
+    pub fn lanes(&self) -> u64 {
+        self.plan.lanes as u64
+    }
+    pub fn steps(&self) -> u64 {
+        self.plan.steps as u64
+    }
+}
+
+/// Tile sizes and loop order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Mapping {
+    pub b: u64,
+    pub oh: u64,
+    pub ow: u64,
+    /// Groups sharing one window (block-diagonal weights); > 1 only for grouped layers.
+    pub groups_per_pass: u64,
+    /// Output channels of a group per tile.
+    pub oc: u64,
+    /// Input channels of a group per tile.
+    pub ic: u64,
+    /// Kernel rows per tile.
+    pub kh: u64,
+    /// Loop order, outermost first.
+    pub order: [Loop; 3],
+}
+
+impl Mapping {
+    pub fn describe(&self) -> String {
+        let order: Vec<&str> = self.order.iter().map(|l| match l {
+            Loop::P => "P",
+            Loop::O => "O",
+            Loop::R => "R",
+        }).collect();
+        format!(
+            "b={} oh={} ow={} groups/pass={} oc={} ic={} kh={} order={}",
+            self.b,
+            self.oh,
+            self.ow,
+            self.groups_per_pass,
+            self.oc,
+            self.ic,
+            self.kh,
+            order.join(">")
+        )
+    }
+}
+
+/// Tile counts along each tiled dimension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counts {
+    pub b: u64,
+    pub y: u64,
+    pub x: u64,
+    pub gb: u64,
+    pub oi: u64,
+    pub ki: u64,
+    pub ci: u64,
+}
+
+impl Counts {
+    pub fn of(p: &Problem, m: &Mapping) -> Counts {
+        Counts {
+            b: p.batch.div_ceil(m.b),
+            y: p.out_h.div_ceil(m.oh),
+            x: p.out_w.div_ceil(m.ow),
+            gb: p.groups.div_ceil(m.groups_per_pass),
+            oi: p.cog.div_ceil(m.oc),
+            ki: p.k.div_ceil(m.kh),
+            ci: p.cig.div_ceil(m.ic),
+        }
+    }
+    pub fn p(&self) -> u64 {
+        self.b * self.y * self.x
+    }
+    pub fn o(&self) -> u64 {
+        self.gb * self.oi
+    }
+    pub fn r(&self) -> u64 {
+        self.ki * self.ci
+    }
+    pub fn of_loop(&self, l: Loop) -> u64 {
+        match l {
+            Loop::P => self.p(),
+            Loop::O => self.o(),
+            Loop::R => self.r(),
+        }
+    }
+}
+
+/// Reduction elements of one window: groups x input channels x kernel rows x kernel columns.
+pub fn reduction(p: &Problem, groups: u64, ic: u64, kh: u64) -> u64 {
+    groups * ic * kh * p.k
+}
+
+/// Chunks (cycles) of one window.
+pub fn window_cycles(p: &Problem, red: u64) -> u64 {
+    red.div_ceil(p.n * p.lanes()) * p.steps()
+}
+
+/// Weight-buffer reads of one pixel (all column groups) in 32-bit words: for each active column, the
+/// row-chunks that overlap its group's reduction segment (block-diagonal zeros are skipped).
+pub fn weight_reads_per_pixel(p: &Problem, groups: u64, oc: u64, ic: u64, kh: u64) -> u64 {
+    let seg = ic * kh * p.k;
+    let lanes = p.lanes();
+    let per_group: u64 = (0..groups).map(|g| ((g + 1) * seg).div_ceil(lanes) - (g * seg) / lanes).sum();
+    per_group * oc * p.steps()
+}
+
+/// Input rows (or columns) a tile reads: output positions [o0, o0 + len) with kernel taps [t0, t0 + taps),
+/// clipped to the input [0, extent): returns (first row, rows).
+pub fn input_span(o0: u64, len: u64, t0: u64, taps: u64, stride: u64, pad: u64, extent: u64) -> (u64, u64) {
+    let lo = (o0 * stride + t0) as i64 - pad as i64;
+    let hi = ((o0 + len - 1) * stride + t0 + taps - 1) as i64 - pad as i64; // inclusive
+    let lo_c = lo.max(0);
+    let hi_c = hi.min(extent as i64 - 1);
+    if hi_c < lo_c { (0, 0) } else { (lo_c as u64, (hi_c - lo_c + 1) as u64) }
+}
+
+/// Buffer footprints of the largest tile, in bits: [wbuf, ibuf, obuf].
+pub fn footprints(p: &Problem, m: &Mapping) -> [u64; 3] {
+    let rows = ((m.oh - 1) * p.stride + m.kh).min(p.in_h);
+    let cols = ((m.ow - 1) * p.stride + p.k).min(p.in_w);
+    let chans = m.groups_per_pass * m.ic;
+    let w = m.groups_per_pass * m.oc * m.kh * p.k * m.ic * p.plan.w_lane as u64;
+    let i = m.b * rows * cols * chans * p.plan.a_lane as u64;
+    let o = m.b * m.oh * m.ow * m.groups_per_pass * m.oc * PSUM_BITS;
+    [w, i, o]
+}
+
+pub fn fits(p: &Problem, m: &Mapping) -> bool {
+    let f = footprints(p, m);
+    (0..3).all(|i| f[i] <= p.half_bits[i])
+}
+
+/// Balanced tile sizes of a dimension of extent x: ceil(x / c) for c = 1..=8, then c = 16, 32, ... up to x.
+pub fn balanced_sizes(x: u64) -> Vec<u64> {
+    let mut counts: Vec<u64> = (1..=8u64.min(x)).collect();
+    let mut c = 16;
+    while c < x {
+        counts.push(c);
+        c *= 2;
+    }
+    if x > 8 {
+        counts.push(x);
+    }
+    let mut sizes: Vec<u64> = counts.into_iter().map(|c| x.div_ceil(c)).collect();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    sizes.dedup();
+    sizes
+}
+
+/// Every candidate mapping that fits the buffers, with each distinct loop order once.
+pub fn candidates(p: &Problem) -> Vec<Mapping> {
+    let mut out = Vec::new();
+    let mut group_options = vec![1u64];
+    if p.groups > 1 && p.cog <= p.m {
+        let max_g = (p.m / p.cog).min(p.groups);
+        group_options = balanced_sizes(max_g);
+    }
+    let oc_cols: Vec<u64> = {
+        // Output channels per tile: whole multiples of M column groups, or everything if it is fewer.
+        let groups_of_m = p.cog.div_ceil(p.m);
+        let mut v: Vec<u64> = balanced_sizes(groups_of_m).into_iter().map(|g| (g * p.m).min(p.cog)).collect();
+        v.dedup();
+        v
+    };
+    let sizes_b = balanced_sizes(p.batch);
+    let sizes_y = balanced_sizes(p.out_h);
+    let sizes_x = balanced_sizes(p.out_w);
+    let sizes_ic = balanced_sizes(p.cig);
+    let sizes_kh = balanced_sizes(p.k);
+    for &g in &group_options {
+        let (ocs, ics): (&[u64], &[u64]) = if g > 1 { (&[p.cog][..], &[p.cig][..]) } else { (&oc_cols[..], &sizes_ic[..]) };
+        for &oc in ocs {
+            for &ic in ics {
+                for &kh in &sizes_kh {
+                    for &b in &sizes_b {
+                        for &oh in &sizes_y {
+                            for &ow in &sizes_x {
+                                let base = Mapping { b, oh, ow, groups_per_pass: g, oc, ic, kh, order: ORDERS[0] };
+                                if !fits(p, &base) {
+                                    continue;
+                                }
+                                let c = Counts::of(p, &base);
+                                // Loops with a single tile change nothing: keep one order per arrangement
+                                // of the loops that have several.
+                                let mut seen: [[Option<Loop>; 3]; 6] = [[None; 3]; 6];
+                                for (k, order) in ORDERS.into_iter().enumerate() {
+                                    let mut key = [None; 3];
+                                    for (slot, l) in key.iter_mut().zip(order.iter().filter(|l| c.of_loop(**l) > 1)) {
+                                        *slot = Some(*l);
+                                    }
+                                    if seen[..k].contains(&key) {
+                                        continue;
+                                    }
+                                    seen[k] = key;
+                                    out.push(Mapping { order, ..base });
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Position of a loop in an order (0 = outermost).
+pub fn position(order: &[Loop; 3], l: Loop) -> usize {
+    order.iter().position(|x| *x == l).unwrap_or(0)
+}
+
+/// Position of the innermost loop of `deps` that has more than one tile (None: the operand never changes).
+fn innermost_dep(order: &[Loop; 3], c: &Counts, deps: &[Loop]) -> Option<usize> {
+    deps.iter().filter(|d| c.of_loop(**d) > 1).map(|d| position(order, *d)).max()
+}
+
+/// How many times an operand depending on `deps` is loaded relative to one pass over its tiles:
+/// the product of the trip counts of the loops it does not depend on that sit outside its innermost
+/// dependent loop.
+pub fn reload_factor(order: &[Loop; 3], c: &Counts, deps: &[Loop]) -> u64 {
+    let Some(inner) = innermost_dep(order, c, deps) else { return 1 };
+    order[..inner].iter().filter(|l| !deps.contains(l)).map(|l| c.of_loop(*l)).product()
+}
+
+/// Does the reduction loop sit inside both output loops (partial sums stay on chip)?
+pub fn psums_stay(order: &[Loop; 3], c: &Counts) -> bool {
+    let r = position(order, Loop::R);
+    c.r() == 1 || (r > position(order, Loop::P) || c.p() == 1) && (r > position(order, Loop::O) || c.o() == 1)
+}
+
+/// How many times operands depending on `deps` are transferred: the product of the trip counts of
+/// every loop outside or at its innermost dependent loop.
+pub fn transfers(order: &[Loop; 3], c: &Counts, deps: &[Loop]) -> u64 {
+    let Some(inner) = innermost_dep(order, c, deps) else { return 1 };
+    order[..=inner].iter().map(|l| c.of_loop(*l)).product()
+}
+
+/// Lower bound on a mapping's cycles. Two paths bound the layer: the array (first tile's loads, all
+/// streaming, the drain, the last store) and the DMA (every transfer's latency plus every tensor at
+/// its reload factor, without halos or burst rounding).
+pub fn lower_bound_cycles(p: &Problem, m: &Mapping) -> u64 {
+    let c = Counts::of(p, m);
+    lower_bound_cycles_with(p, m, &c, busy_total(p, m, &c))
+}
+
+/// [`lower_bound_cycles`] with the tile counts and total streaming cycles already known.
+pub fn lower_bound_cycles_with(p: &Problem, m: &Mapping, c: &Counts, busy: u64) -> u64 {
+    let c = *c;
+    let bw = p.dram.bits_per_cycle;
+    let lat = p.dram.latency_cycles;
+    let w_bits = p.out_c * p.cig * p.k * p.k * p.w_bits;
+    let a_bits = p.batch * p.in_h * p.in_w * p.in_c * p.a_bits;
+    let o_bits = p.batch * p.out_h * p.out_w * p.out_c * p.out_bits;
+    // Grouped layers' group blocks hold different input channels: inputs depend on O too (an
+    // undercount when a group has several output-channel tiles, which keeps this a lower bound).
+    let a_deps: &[Loop] = if p.groups > 1 { &[Loop::P, Loop::R, Loop::O] } else { &[Loop::P, Loop::R] };
+    let w_f = reload_factor(&m.order, &c, &[Loop::O, Loop::R]);
+    let a_f = reload_factor(&m.order, &c, a_deps);
+    let mut traffic = w_bits * w_f + a_bits * a_f + o_bits;
+    let stores = transfers(&m.order, &c, &[Loop::P, Loop::O]);
+    let psum_loads = stores - c.p() * c.o();
+    if psum_loads > 0 {
+        let psum = p.batch * p.out_h * p.out_w * p.out_c * PSUM_BITS;
+        traffic += 2 * psum * (c.r() - 1);
+    }
+    let n_transfers =
+        transfers(&m.order, &c, &[Loop::O, Loop::R]) + transfers(&m.order, &c, a_deps) + stores + psum_loads;
+    let dma = n_transfers * lat + traffic.div_ceil(bw);
+    // The first tile's weights and inputs, and the last tile's outputs.
+    let first_w = m.groups_per_pass.min(p.groups) * m.oc * m.kh * p.k * m.ic * p.w_bits;
+    let (_, rows) = input_span(0, m.oh, 0, m.kh, p.stride, p.pad, p.in_h);
+    let (_, cols) = input_span(0, m.ow, 0, p.k, p.stride, p.pad, p.in_w);
+    let first_a = m.b * rows * cols * m.groups_per_pass.min(p.groups) * m.ic * p.a_bits;
+    let edge = |x: u64, size: u64| x - size * (x.div_ceil(size) - 1);
+    let last_o = edge(p.batch, m.b) * edge(p.out_h, m.oh) * edge(p.out_w, m.ow) * edge(p.cog, m.oc) * edge(p.groups, m.groups_per_pass) * p.out_bits;
+    let array = 3 * lat + first_w.div_ceil(bw) + first_a.div_ceil(bw) + busy + p.n + 1 + last_o.div_ceil(bw);
+    array.max(dma)
+}
+
+/// Total streaming cycles of the array over all tiles: sum over tiles of windows x T.
+pub fn busy_total(p: &Problem, m: &Mapping, c: &Counts) -> u64 {
+    let pixels = p.batch * p.out_h * p.out_w;
+    let mut total = 0;
+    for (gn, g) in edge_classes(p.groups, m.groups_per_pass, c.gb) {
+        for (on, oc) in edge_classes(p.cog, m.oc, c.oi) {
+            let colgroups = (g * oc).div_ceil(p.m);
+            for (kn, kh) in edge_classes(p.k, m.kh, c.ki) {
+                for (cn, ic) in edge_classes(p.cig, m.ic, c.ci) {
+                    total += gn * on * kn * cn * colgroups * window_cycles(p, reduction(p, g, ic, kh));
+                }
+            }
+        }
+    }
+    total * pixels
+}
+
+/// The tile sizes of a dimension of extent x cut into `count` tiles of `size`: (how many, size).
+pub fn edge_classes(x: u64, size: u64, count: u64) -> impl Iterator<Item = (u64, u64)> {
+    let last = x - size * (count - 1);
+    let classes = if last == size { [(count, size), (0, 0)] } else { [(count - 1, size), (1, last)] };
+    classes.into_iter().filter(|(n, _)| *n > 0)
+}
+
+/// A candidate's bound and index, ordered by bound then index (total order; bounds are finite).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Ranked((f64, f64), usize);
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.partial_cmp(&other.0).unwrap_or(std::cmp::Ordering::Equal).then(self.1.cmp(&other.1))
+    }
+}
+
+/// The result of evaluating one mapping exactly.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Score {
+    pub cycles: u64,
+    pub energy_nj: f64,
+}
+
+/// Branch and bound over the candidates: rank by `lower` (a lower bound on the objective key),
+/// evaluate exactly with `exact` in that order, stop when no remaining bound can beat the best.
+/// Returns the best mapping, its score, and how many mappings were evaluated exactly.
+///
+/// `exact` also receives the best score so far: it may give up (return `None`) on a mapping it can
+/// prove to be worse, which never changes the result.
+pub fn search<L, E>(cands: &[Mapping], objective: Objective, mut lower: L, mut exact: E) -> Option<(Mapping, Score, usize)>
+where
+    L: FnMut(&Mapping) -> (f64, f64),
+    E: FnMut(&Mapping, Option<Score>) -> Option<Score>,
+{
+    // A min-heap on (bound, index): only the candidates actually visited are ever ordered.
+    let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<Ranked>> =
+        cands.iter().enumerate().map(|(i, m)| std::cmp::Reverse(Ranked(lower(m), i))).collect();
+    let mut best: Option<(Mapping, Score, (f64, f64))> = None;
+    let mut evaluated = 0;
+    while let Some(std::cmp::Reverse(Ranked(bound, i))) = heap.pop() {
+        if let Some((_, _, key)) = &best {
+            // Bounds only rise from here: stop once the primary bound exceeds the best primary value.
+            if bound.0 > key.0 {
+                break;
+            }
+        }
+        evaluated += 1;
+        let Some(score) = exact(&cands[i], best.as_ref().map(|b| b.1)) else { continue };
+        let key = objective.key(score.cycles as f64, score.energy_nj);
+        if best.as_ref().is_none_or(|(_, _, k)| key < *k) {
+            best = Some((cands[i], score, key));
+        }
+    }
+    best.map(|(m, s, _)| (m, s, evaluated))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balanced_sizes_cover_counts() {
+        assert_eq!(balanced_sizes(1), vec![1]);
+        assert_eq!(balanced_sizes(7), vec![7, 4, 3, 2, 1]);
+        assert_eq!(balanced_sizes(112), vec![112, 56, 38, 28, 23, 19, 16, 14, 7, 4, 2, 1]);
+        for x in 1..300 {
+            let s = balanced_sizes(x);
+            assert_eq!(s[0], x);
+            assert_eq!(*s.last().unwrap(), 1);
+        }
+    }
+
+    #[test]
+    fn input_spans_clip_padding() {
+        // 3x3, stride 1, pad 1 over 8 rows: output rows 0..4 read input rows 0..=4.
+        assert_eq!(input_span(0, 4, 0, 3, 1, 1, 8), (0, 5));
+        assert_eq!(input_span(4, 4, 0, 3, 1, 1, 8), (3, 5));
+        // Kernel-row tile 2..3 of output row 0 with pad 1: input row 1.
+        assert_eq!(input_span(0, 1, 2, 1, 1, 1, 8), (1, 1));
+        // Entirely in the padding.
+        assert_eq!(input_span(0, 1, 0, 1, 1, 1, 8), (0, 0));
+    }
+
+    #[test]
+    fn reload_factors() {
+        let c = Counts { b: 1, y: 4, x: 1, gb: 1, oi: 3, ki: 1, ci: 2 };
+        // P>O>R: weights (O,R) reloaded for every P tile; inputs (P,R) for every O tile.
+        assert_eq!(reload_factor(&[Loop::P, Loop::O, Loop::R], &c, &[Loop::O, Loop::R]), 4);
+        assert_eq!(reload_factor(&[Loop::P, Loop::O, Loop::R], &c, &[Loop::P, Loop::R]), 3);
+        assert_eq!(reload_factor(&[Loop::O, Loop::R, Loop::P], &c, &[Loop::O, Loop::R]), 1);
+        assert!(psums_stay(&[Loop::P, Loop::O, Loop::R], &c));
+        assert!(!psums_stay(&[Loop::R, Loop::P, Loop::O], &c));
+    }
+}
