@@ -122,7 +122,11 @@ pub struct Loads {
 }
 
 impl Loads {
+    /// Add a transfer (one that moves nothing, e.g. an input tile entirely in the padding, is no transfer).
     fn push(&mut self, t: Transfer) {
+        if t.bus_bits == 0 {
+            return;
+        }
         if let Some(slot) = self.items.iter_mut().find(|x| x.is_none()) {
             *slot = Some(t);
         }
@@ -482,9 +486,17 @@ pub struct Timeline {
     pub dram_write: u64,
 }
 
-/// The cycle a tile's last result is in the output buffer (its store may start).
+/// The cycle a tile's last result is in the output buffer (its store may start): the later of its
+/// last window's last active column (seen in cycle s + T + N + column) and, when the tile has
+/// several column groups, the last full-width window's last column.
 pub fn ready_cycle(p: &Problem, s: &TileStep, compute_end: u64) -> u64 {
-    compute_end + p.n + s.last_cols
+    let last = compute_end + p.n + s.last_cols;
+    if s.colgroups > 1 {
+        let last_full = compute_end - s.geom.pixels() * s.t + p.n + p.m;
+        last.max(last_full)
+    } else {
+        last
+    }
 }
 
 /// The cycle a tile's chunks have all left the feeder (its buffer halves may be refilled).

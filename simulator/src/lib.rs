@@ -8,6 +8,7 @@
 pub mod array;
 pub mod brick;
 pub mod config;
+pub mod detailed;
 pub mod energy;
 pub mod engine;
 pub mod layer;
