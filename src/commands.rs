@@ -1,11 +1,16 @@
 //! The commands' bodies: each loads inputs, calls the library, writes outputs.
+//! A command returns Ok(false) when it ran but found a failure to report (exit code 1).
 
-use crate::HwArgs;
+use crate::{HwArgs, SimulateArgs};
 use anyhow::{Context, anyhow, bail};
 use bitfusion_simulator::config::{CostModelName, HwConfig, load_hw};
+use bitfusion_simulator::detailed::{self, LayerData};
 use bitfusion_simulator::energy::ChipFigures;
+use bitfusion_simulator::engine::{self, CycleModel};
+use bitfusion_simulator::mapping::Objective;
 use bitfusion_simulator::networks::{NETWORKS, network, network_names};
-use bitfusion_simulator::report::{self, Format};
+use bitfusion_simulator::report::{self, Format, write_atomic};
+use bitfusion_simulator::validate;
 use bitfusion_simulator::workload::{WorkloadOverrides, read_topology, topology_csv};
 use bitfusion_simulator::{Layer, build, simulate_layers};
 use std::path::Path;
@@ -24,38 +29,51 @@ fn workload(layers: Option<&Path>, net: Option<&str>) -> anyhow::Result<Vec<Laye
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn simulate(
-    hw: &HwArgs,
-    layers: Option<&Path>,
-    net: Option<&str>,
-    model: Option<&str>,
-    batch: Option<u32>,
-    w_bits: Option<u32>,
-    a_bits: Option<u32>,
-    out: Option<&Path>,
-) -> anyhow::Result<()> {
-    let config = load(hw)?;
-    let model_name = model.map(|m| m.parse::<CostModelName>().map_err(|e| anyhow!("--model: {e}"))).transpose()?;
-    let format = out
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    write_atomic(path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn simulate(a: &SimulateArgs) -> anyhow::Result<bool> {
+    let config = load(&a.hw)?;
+    let model_name = a.model.as_deref().map(|m| m.parse::<CostModelName>().map_err(|e| anyhow!("--model: {e}"))).transpose()?;
+    let objective: Objective = a.objective.parse().map_err(|e| anyhow!("--objective: {e}"))?;
+    let format = a
+        .out
+        .as_deref()
         .map(|p| Format::from_path(p).ok_or_else(|| anyhow!("--out {}: the file name must end in .csv or .json", p.display())))
         .transpose()?;
-    let mut layers = workload(layers, net)?;
-    WorkloadOverrides { batch, w_bits, a_bits }
+    let mut layers = workload(a.layers.as_deref(), a.network.as_deref())?;
+    WorkloadOverrides { batch: a.batch, w_bits: a.w_bits, a_bits: a.a_bits }
         .apply(&mut layers)
         .map_err(|e| anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
-    let model = build(&config, model_name, Default::default());
+    let chosen = model_name.unwrap_or(config.models.cost);
+    if (a.detailed || a.trace.is_some()) && chosen != CostModelName::Cycle {
+        bail!("--detailed and --trace need the cycle model (--model cycle); this run uses '{}'", chosen.as_str());
+    }
+    let model = build(&config, model_name, objective);
     let report = simulate_layers(model.as_ref(), &layers)?;
     for n in &report.notes {
         eprintln!("note: {n}");
     }
-    match (out, format) {
+    let mut ok = true;
+    if a.detailed || a.trace.is_some() {
+        let cycle = CycleModel::new(&config, objective);
+        if let Some(path) = &a.trace {
+            let doc = engine::trace_layers(&cycle, &layers)?;
+            write(path, &serde_json::to_string(&doc)?)?;
+            eprintln!("wrote {} (open it in Perfetto or chrome://tracing)", path.display());
+        }
+        if a.detailed {
+            ok = run_detailed(a, &cycle, &layers, &report)?;
+        }
+    }
+    match (&a.out, format) {
         (Some(path), Some(fmt)) => {
             let text = match fmt {
                 Format::Csv => report::to_csv(&report),
                 Format::Json => report::to_json(&report),
             };
-            report::write_atomic(path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+            write(path, &text)?;
             eprintln!(
                 "wrote {} ({} layers, {} cycles, {:.4} ms)",
                 path.display(),
@@ -66,7 +84,58 @@ pub fn simulate(
         }
         _ => print!("{}", report::to_table(&report)),
     }
-    Ok(())
+    Ok(ok)
+}
+
+/// The detailed mode over every layer: prints one check line per layer; false if any disagrees.
+fn run_detailed(a: &SimulateArgs, model: &CycleModel, layers: &[Layer], report: &bitfusion_simulator::NetworkReport) -> anyhow::Result<bool> {
+    let started = std::time::Instant::now();
+    let runs = match &a.operands {
+        Some(path) => {
+            if layers.len() != 1 {
+                bail!("--operands: give a single-layer workload (this one has {} layers)", layers.len());
+            }
+            let p = model.problem(&layers[0])?;
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let data = LayerData::from_json(&text, &path.display().to_string(), &p).map_err(|e| anyhow!(e))?;
+            let (_, p, m) = model.simulate_detailed(&layers[0], None)?;
+            vec![detailed::run_with(model, &layers[0], &p, &m, &data)?]
+        }
+        None => detailed::run_layers(model, layers, a.seed)?,
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let mut ok = true;
+    let mut unit_cycles = 0u64;
+    eprintln!("detailed mode: {:<24} {:>12} {:>12} {:>8} {:>12}", "layer", "fast", "stepped", "timing", "output");
+    for ((run, fast), layer) in runs.iter().zip(&report.layers).zip(layers) {
+        let timing = run.agrees_with(fast);
+        let output = run.mismatches == 0;
+        ok &= timing && output;
+        unit_cycles += run.unit_cycles;
+        eprintln!(
+            "detailed mode: {:<24} {:>12} {:>12} {:>8} {:>12}",
+            layer.name,
+            fast.cycles.0,
+            run.cycles,
+            if timing { "match" } else { "DIFFER" },
+            if output { "exact".to_string() } else { format!("{} wrong", run.mismatches) }
+        );
+    }
+    eprintln!(
+        "detailed mode: {} fusion-unit cycles stepped in {secs:.2} s ({:.1} M unit-cycles/s); {}",
+        unit_cycles,
+        unit_cycles as f64 / secs.max(1e-9) / 1e6,
+        if ok { "all layers agree with the fast engine and the direct convolution" } else { "DISAGREEMENT" }
+    );
+    if let Some(path) = &a.outputs {
+        let doc: Vec<serde_json::Value> = runs
+            .iter()
+            .zip(layers)
+            .map(|(r, l)| serde_json::json!({"layer": l.name, "layout": "NHWC", "values": r.output}))
+            .collect();
+        write(path, &serde_json::to_string(&doc)?)?;
+    }
+    Ok(ok)
 }
 
 pub fn networks(name: Option<&str>) -> anyhow::Result<()> {
@@ -112,6 +181,37 @@ pub fn show_hw(hw: &HwArgs) -> anyhow::Result<()> {
         Some(a) => println!("total area: {a:.4} mm^2"),
         None => println!("total area: unavailable (a buffer has no SRAM figures)"),
     }
-    println!("DRAM: {} bits/cycle, {} pJ/bit", config.memory.dram_bits_per_cycle, f.dram_pj_per_bit);
+    println!(
+        "DRAM: {} bits/cycle, {} cycles latency, {} B bursts, {} pJ/bit",
+        config.memory.dram_bits_per_cycle, config.memory.dram_latency_cycles, config.memory.dram_burst_bytes, f.dram_pj_per_bit
+    );
     Ok(())
+}
+
+fn print_replay(what: &str, r: &validate::Replay) -> bool {
+    for m in r.mismatches.iter().take(50) {
+        println!("mismatch: {m}");
+    }
+    if r.mismatches.len() > 50 {
+        println!("... and {} more mismatches", r.mismatches.len() - 50);
+    }
+    for (d, n) in &r.details {
+        println!("{d}: {n}");
+    }
+    println!("{what}: {} cases, {} mismatches", r.cases, r.mismatches.len());
+    r.ok()
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+pub fn validate_fusion_unit(path: &Path) -> anyhow::Result<bool> {
+    let r = validate::fusion_unit_vectors(&read(path)?, &path.display().to_string())?;
+    Ok(print_replay("fusion-unit vectors", &r))
+}
+
+pub fn validate_array_timing(path: &Path, seed: u64) -> anyhow::Result<bool> {
+    let r = validate::array_timing(&read(path)?, &path.display().to_string(), seed)?;
+    Ok(print_replay("array timing", &r))
 }

@@ -26,34 +26,58 @@ pub struct HwArgs {
     set: Vec<String>,
 }
 
+/// What to simulate and how.
+#[derive(clap::Args)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    hw: HwArgs,
+    /// Topology CSV (name,kind,batch,in_channels,out_channels,in_h,in_w,kernel,stride,pad,groups,w_bits,a_bits,im2col).
+    #[arg(long, conflicts_with = "network", required_unless_present = "network")]
+    layers: Option<PathBuf>,
+    /// A built-in network (see `bitfusion networks`).
+    #[arg(long)]
+    network: Option<String>,
+    /// Cost model: cycle or reference (default: the config's [models] cost).
+    #[arg(long)]
+    model: Option<String>,
+    /// Mapping objective of the cycle model: cycles, energy or edp.
+    #[arg(long, default_value = "cycles")]
+    objective: String,
+    /// Batch size for every layer.
+    #[arg(long)]
+    batch: Option<u32>,
+    /// Weight bits for every layer.
+    #[arg(long)]
+    w_bits: Option<u32>,
+    /// Activation bits for every layer.
+    #[arg(long)]
+    a_bits: Option<u32>,
+    /// Write results to FILE.csv or FILE.json instead of printing a table.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also step every cycle of the array and memory (cycle model, small arrays and layers), compute
+    /// the layers' integer outputs, and check both against the fast engine and a direct convolution.
+    #[arg(long)]
+    detailed: bool,
+    /// Seed of the detailed mode's random weights and activations.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Detailed mode, one layer: take its weights and activations from this JSON file
+    /// ({"inputs": [NHWC...], "weights": [[out][ky][kx][in/groups]...]}).
+    #[arg(long, requires = "detailed")]
+    operands: Option<PathBuf>,
+    /// Detailed mode: write the layers' integer outputs (NHWC) to this JSON file.
+    #[arg(long, requires = "detailed")]
+    outputs: Option<PathBuf>,
+    /// Write the tile schedule (array and DMA lanes) as a Chrome trace (cycle model).
+    #[arg(long)]
+    trace: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Simulate a network or a topology CSV, one row per layer plus a total.
-    Simulate {
-        #[command(flatten)]
-        hw: HwArgs,
-        /// Topology CSV (name,kind,batch,in_channels,out_channels,in_h,in_w,kernel,stride,pad,groups,w_bits,a_bits,im2col).
-        #[arg(long, conflicts_with = "network", required_unless_present = "network")]
-        layers: Option<PathBuf>,
-        /// A built-in network (see `bitfusion networks`).
-        #[arg(long)]
-        network: Option<String>,
-        /// Cost model (default: the config's [models] cost).
-        #[arg(long)]
-        model: Option<String>,
-        /// Batch size for every layer.
-        #[arg(long)]
-        batch: Option<u32>,
-        /// Weight bits for every layer.
-        #[arg(long)]
-        w_bits: Option<u32>,
-        /// Activation bits for every layer.
-        #[arg(long)]
-        a_bits: Option<u32>,
-        /// Write results to FILE.csv or FILE.json instead of printing a table.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Simulate(Box<SimulateArgs>),
     /// List the built-in networks, or print one as a topology CSV.
     Networks {
         /// Print this network's layers as a topology CSV.
@@ -64,22 +88,43 @@ enum Command {
         #[command(flatten)]
         hw: HwArgs,
     },
+    /// Replay the RTL's golden files through the functional models (exit 0 only if all match).
+    Validate {
+        #[command(subcommand)]
+        what: ValidateCommand,
+    },
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+#[derive(Subcommand)]
+enum ValidateCommand {
+    /// Fusion-unit vectors (the format of rtl/fusion_unit_vectors.csv).
+    FusionUnit { vectors: PathBuf },
+    /// Systolic-array timing cases (the format of rtl/array_timing.csv).
+    ArrayTiming {
+        cases: PathBuf,
+        /// Seed of the random operands.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
-        Command::Simulate { hw, layers, network, model, batch, w_bits, a_bits, out } => {
-            commands::simulate(&hw, layers.as_deref(), network.as_deref(), model.as_deref(), batch, w_bits, a_bits, out.as_deref())
-        }
-        Command::Networks { name } => commands::networks(name.as_deref()),
-        Command::Hw { hw } => commands::show_hw(&hw),
+        Command::Simulate(args) => commands::simulate(&args),
+        Command::Networks { name } => commands::networks(name.as_deref()).map(|_| true),
+        Command::Hw { hw } => commands::show_hw(&hw).map(|_| true),
+        Command::Validate { what } => match what {
+            ValidateCommand::FusionUnit { vectors } => commands::validate_fusion_unit(&vectors),
+            ValidateCommand::ArrayTiming { cases, seed } => commands::validate_array_timing(&cases, seed),
+        },
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             ExitCode::FAILURE

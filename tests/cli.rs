@@ -71,7 +71,7 @@ fn simulate_writes_csv_and_json_matching_the_library() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_out).unwrap()).unwrap();
     assert_eq!(v["layers"].as_array().unwrap().len(), 4);
-    assert_eq!(v["model"], "reference");
+    assert_eq!(v["model"], "cycle");
 
     let out = bitfusion(&["simulate", "--network", "rnn", "--set", "array.rows=32"]);
     assert!(out.status.success());
@@ -113,7 +113,7 @@ fn bad_workloads_fail_with_one_line() {
     std::fs::write(&topo, TOPOLOGY.replace("conv1,conv,1,3,32,32,32,3,1,1,1,8,8,", "conv1,conv,1,3,32,32,32,3,1,1,1,8,0,")).unwrap();
     let e = error_of(&["simulate", "--layers", topo.to_str().unwrap()]);
     assert!(e.contains("t.csv:2: column 'a_bits': unsupported bit width 0"), "{e}");
-    let e = error_of(&["simulate", "--network", "lenet5", "--w-bits", "16"]);
+    let e = error_of(&["simulate", "--network", "lenet5", "--model", "reference", "--w-bits", "16"]);
     assert!(e.contains("16-bit weights are wider than array.fusion_bits = 8"), "{e}");
     let e = error_of(&["simulate", "--network", "lenet5", "--a-bits", "64"]);
     assert!(e.contains("--a-bits: unsupported bit width 64"), "{e}");
@@ -125,7 +125,7 @@ fn bad_workloads_fail_with_one_line() {
     assert!(e.contains("--model: unknown cost model 'magic'"), "{e}");
     let e = error_of(&["simulate", "--network", "rnn", "--out", d.join("x.txt").to_str().unwrap()]);
     assert!(e.contains("must end in .csv or .json"), "{e}");
-    let e = error_of(&["simulate", "--network", "vgg7", "--set", "memory.ibuf_bytes=64", "--set", "memory.wbuf_bytes=2048"]);
+    let e = error_of(&["simulate", "--network", "vgg7", "--model", "reference", "--set", "memory.ibuf_bytes=64", "--set", "memory.wbuf_bytes=2048"]);
     assert!(e.contains("no tiling fits"), "{e}");
 }
 

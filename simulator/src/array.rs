@@ -43,8 +43,8 @@ pub struct CycleInputs<'a, W: Fn(usize, usize, Option<u64>) -> Option<u64>> {
 pub struct SystolicArray {
     pub n: usize,
     pub m: usize,
-    /// Activation forwarding registers, [m * n + row]: what column m saw last cycle.
-    fwd: Vec<Option<u64>>,
+    /// Activation forwarding registers, [m * n + row]: what column m saw last cycle (NONE: nothing).
+    fwd: Vec<u64>,
     /// Partial-sum registers, [m * n + row].
     psum: Vec<i64>,
     acc: Vec<i64>,
@@ -55,6 +55,9 @@ pub struct SystolicArray {
     /// Fusion-unit cycles stepped (units x cycles), for throughput reports.
     pub unit_cycles: u64,
 }
+
+/// An empty forwarding register (handles never take this value).
+const NONE: u64 = u64::MAX;
 
 fn wrap(v: i64, bits: u32) -> i64 {
     if bits >= 64 {
@@ -71,7 +74,7 @@ impl SystolicArray {
         Self {
             n,
             m,
-            fwd: vec![None; n * m],
+            fwd: vec![NONE; n * m],
             psum: vec![0; n * m],
             acc: vec![0; m],
             acc_bits,
@@ -95,10 +98,14 @@ impl SystolicArray {
             let last = self.psum[col * n + n - 1];
             self.acc[col] = wrap(if self.clear[col] { last } else { self.acc[col] + last }, self.acc_bits);
             for row in (0..n).rev() {
-                let act = if col == 0 { inp.act[row] } else { self.fwd[(col - 1) * n + row] };
-                let prod = match (act, (inp.weight)(row, col, act)) {
-                    (Some(a), Some(w)) => ops.product(a, w),
-                    _ => 0,
+                let act = if col == 0 { inp.act[row].unwrap_or(NONE) } else { self.fwd[(col - 1) * n + row] };
+                let prod = if act == NONE {
+                    0
+                } else {
+                    match (inp.weight)(row, col, Some(act)) {
+                        Some(w) => ops.product(act, w),
+                        None => 0,
+                    }
                 };
                 let above = if row == 0 { 0 } else { self.psum[col * n + row - 1] };
                 self.psum[col * n + row] = prod + above;

@@ -118,11 +118,13 @@ impl LayerData {
 /// Operand tables of one tile: the lanes each row gets per (pixel, chunk) and each unit per
 /// (column group, chunk, row, column).
 struct TileTables {
-    step: TileStep,
-    /// Reduction chunks per window (before temporal steps).
-    chunks: u64,
+    /// Row-chunks per window: reduction chunks (before temporal steps) x rows.
+    row_chunks: u64,
     act: Vec<i32>,
     wgt: Vec<i32>,
+    /// For each row-chunk, the tile columns [lo, hi) whose weights are not structural zeros there
+    /// (all active columns for a dense layer; one group's columns for block-diagonal ones).
+    cols: Vec<(u32, u32)>,
 }
 
 /// Decode a reduction element of a tile: (group in the tile, kernel row in the tile, kernel column, channel in the tile).
@@ -169,16 +171,30 @@ fn build_tables(p: &Problem, d: &LayerData, s: &TileStep) -> TileTables {
             wgt[idx as usize] = d.w(p, oc, g.ky0 + kyl, kx, g.c0 + cl);
         }
     }
-    TileTables { step: *s, chunks, act, wgt }
+    // Columns reading weights per row-chunk: the groups whose segments overlap its lanes.
+    let seg = g.ic * g.kh * p.k;
+    let cols = (0..chunks * p.n)
+        .map(|cr| {
+            let e0 = cr * lanes;
+            if e0 >= s.reduction {
+                return (0, 0);
+            }
+            let e1 = (e0 + lanes).min(s.reduction);
+            let (g_lo, g_hi) = (e0 / seg, (e1 - 1) / seg);
+            ((g_lo * g.oc) as u32, ((g_hi + 1) * g.oc).min(ocs) as u32)
+        })
+        .collect();
+    TileTables { row_chunks: chunks * p.n, act, wgt, cols }
 }
 
-// Handle layout: [tile 20][temporal step 4][column group 8][pixel or column 16][chunk 8][row 8].
-fn handle(tile: u64, step: u64, cg: u64, mid: u64, chunk: u64, row: u64) -> u64 {
-    (tile << 44) | (step << 40) | (cg << 32) | (mid << 16) | (chunk << 8) | row
+// Handle layout: [tile 20][temporal step 4][column group 8][pixel (activation) or column (weight) 16][row-chunk 16].
+fn handle(tile: u64, step: u64, cg: u64, mid: u64, row_chunk: u64) -> u64 {
+    (tile << 44) | (step << 40) | (cg << 32) | (mid << 16) | row_chunk
 }
 
-fn unpack(h: u64) -> (usize, u64, u64, u64, u64, u64) {
-    ((h >> 44) as usize, (h >> 40) & 0xf, (h >> 32) & 0xff, (h >> 16) & 0xffff, (h >> 8) & 0xff, h & 0xff)
+#[inline]
+fn unpack(h: u64) -> (usize, u64, u64, u64, u64) {
+    ((h >> 44) as usize, (h >> 40) & 0xf, (h >> 32) & 0xff, (h >> 16) & 0xffff, h & 0xffff)
 }
 
 struct Datapath<'a> {
@@ -203,21 +219,25 @@ impl Datapath<'_> {
 }
 
 impl Operands for Datapath<'_> {
+    #[inline]
     fn product(&self, a: u64, w: u64) -> i64 {
-        let (slot, step, _, px, chunk, row) = unpack(a);
-        let (_, _, cg, col, _, _) = unpack(w);
-        let t = self.slots[slot].as_ref().expect("tile tables present while streaming");
-        let lanes = self.p.lanes();
-        let n = self.p.n;
-        let ai = ((px * t.chunks + chunk) * n + row) * lanes;
-        let wi = (((cg * t.chunks + chunk) * n + row) * self.p.m + col) * lanes;
-        let (i, j) = (step / self.dw, step % self.dw);
-        let mut sum = 0i64;
-        for l in 0..lanes {
-            let av = t.act[(ai + l) as usize];
-            let wv = t.wgt[(wi + l) as usize];
-            sum += self.digit(av, i, self.da) * self.digit(wv, j, self.dw);
+        let (tile, step, cg, px, cr) = unpack(a);
+        let col = (w >> 16) & 0xffff;
+        let Some(t) = self.slots[tile].as_ref() else { return 0 };
+        let lanes = self.p.lanes() as usize;
+        let ai = (px * t.row_chunks + cr) as usize * lanes;
+        let wi = ((cg * t.row_chunks + cr) * self.p.m + col) as usize * lanes;
+        if lanes == 1 && self.da == 1 && self.dw == 1 {
+            return (t.act[ai] * t.wgt[wi]) as i64;
         }
+        let (av, wv) = (&t.act[ai..ai + lanes], &t.wgt[wi..wi + lanes]);
+        if self.da == 1 && self.dw == 1 {
+            // Lanes of at most fusion_bits: the fused unit's dot product (equal to the bricks' shift-add,
+            // brick.rs tests it exhaustively); fits in 32 bits.
+            return av.iter().zip(wv).map(|(x, y)| x * y).sum::<i32>() as i64;
+        }
+        let (i, j) = (step / self.dw, step % self.dw);
+        let sum: i64 = av.iter().zip(wv).map(|(x, y)| self.digit(*x, i, self.da) * self.digit(*y, j, self.dw)).sum();
         sum << (self.fusion_bits * (i + j))
     }
 }
@@ -244,6 +264,56 @@ struct Active {
     bits_left: u64,
 }
 
+impl LayerData {
+    /// Operands given by the user: JSON `{"inputs": [...], "weights": [...]}` with inputs in
+    /// [batch][in_h][in_w][in_c] order and weights in [out_c][k][k][in_c / groups] order, each value
+    /// in its operand's signed range.
+    pub fn from_json(text: &str, origin: &str, p: &Problem) -> Result<LayerData, String> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Doc {
+            inputs: Vec<i64>,
+            weights: Vec<i64>,
+        }
+        let doc: Doc = serde_json::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+        let check = |what: &str, v: &[i64], len: u64, bits: u64| -> Result<Vec<i32>, String> {
+            if v.len() as u64 != len {
+                return Err(format!("{origin}: {what} has {} values, the layer needs {len}", v.len()));
+            }
+            let (lo, hi) = operand_range(bits as u32, true);
+            if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| **x < lo || **x > hi) {
+                return Err(format!("{origin}: {what}[{i}] = {x} is outside the {bits}-bit signed range {lo}..={hi}"));
+            }
+            Ok(v.iter().map(|x| *x as i32).collect())
+        };
+        Ok(LayerData {
+            inputs: check("inputs", &doc.inputs, p.batch * p.in_h * p.in_w * p.in_c, p.a_bits)?,
+            weights: check("weights", &doc.weights, p.out_c * p.k * p.k * p.cig, p.w_bits)?,
+        })
+    }
+}
+
+/// Run every layer in the detailed mode (in parallel), each on seeded random data (`seed` + layer
+/// index), each layer's outputs stored at the next layer's activation bits.
+pub fn run_layers(model: &CycleModel, layers: &[Layer], seed: u64) -> Result<Vec<DetailedRun>, SimError> {
+    use rayon::prelude::*;
+    layers
+        .par_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let out_bits = layers.get(i + 1).map_or(l.a_bits, |n| n.a_bits);
+            run(model, l, Some(out_bits), seed.wrapping_add(i as u64))
+        })
+        .collect()
+}
+
+impl DetailedRun {
+    /// Does this run agree with the fast engine's statistics for the layer?
+    pub fn agrees_with(&self, fast: &crate::stats::LayerStats) -> bool {
+        self.cycles == fast.cycles.0 && self.compute_cycles == fast.compute_cycles.0
+    }
+}
+
 /// Run a layer in the detailed mode on seeded random data.
 pub fn run(model: &CycleModel, layer: &Layer, out_bits: Option<u32>, seed: u64) -> Result<DetailedRun, SimError> {
     let (_, p, m) = model.simulate_detailed(layer, out_bits)?;
@@ -268,7 +338,7 @@ pub fn run_with(model: &CycleModel, layer: &Layer, p: &Problem, m: &Mapping, dat
     let pixels_max = steps.iter().map(|s| s.geom.pixels()).max().unwrap_or(0);
     let chunks_max = steps.iter().map(|s| s.reduction.div_ceil(p.n * p.lanes())).max().unwrap_or(0);
     let cg_max = steps.iter().map(|s| s.colgroups).max().unwrap_or(0);
-    if steps.len() >= 1 << 20 || pixels_max >= 1 << 16 || chunks_max >= 1 << 8 || p.n >= 1 << 8 || cg_max >= 1 << 8 || p.m >= 1 << 16 || p.steps() > 15 {
+    if steps.len() >= 1 << 20 || pixels_max >= 1 << 16 || chunks_max * p.n >= 1 << 16 || cg_max >= 1 << 8 || p.m >= 1 << 16 || p.steps() > 15 {
         return Err(too_large("a tile exceeds the stepped model's index ranges".into()));
     }
     let f = hw.array.fusion_bits as u64;
@@ -314,6 +384,7 @@ pub fn run_with(model: &CycleModel, layer: &Layer, p: &Problem, m: &Mapping, dat
     };
     enqueue_loads(0, 0, &mut queue, &free_from);
     let wbuf_reads = Cell::new(0u64);
+    let mut act = vec![None; n];
     let mut cycle = 0u64;
     loop {
         // (a) Results seen this cycle go to the output buffer.
@@ -469,8 +540,8 @@ pub fn run_with(model: &CycleModel, layer: &Layer, p: &Problem, m: &Mapping, dat
                 });
             }
         }
-        // (d) The feeder drives the array for this cycle.
-        let mut act = vec![None; n];
+        // (d) The feeder drives the array for this cycle: one IBUF word per row with data.
+        act.fill(None);
         for (row, a) in act.iter_mut().enumerate() {
             for (t, s) in &streams {
                 if let Some((w, chunk_t)) = s.act_slot(cycle, row) {
@@ -480,31 +551,25 @@ pub fn run_with(model: &CycleModel, layer: &Layer, p: &Problem, m: &Mapping, dat
                         let pixels = st.geom.pixels();
                         assert!(cycle < release_cycle(p, ce[*t]), "input read after its half was released");
                         reads[1] += 1;
-                        *a = Some(handle(*t as u64, step, w / pixels, w % pixels, chunk, row as u64));
+                        *a = Some(handle(*t as u64, step, w / pixels, w % pixels, chunk * p.n + row as u64));
                     }
                     break;
                 }
             }
         }
+        // Each unit reads its WBUF bank when its column has a weight for the row-chunk it sees.
         let slots = &dp.slots;
-        let weight = |row: usize, col: usize, a: Option<u64>| -> Option<u64> {
-            let (slot, step, cg, _, chunk, _) = unpack(a?);
-            let t = slots[slot].as_ref()?;
-            let s = &t.step;
-            let u = cg * p.m + col as u64;
-            if u >= s.geom.out_channels() {
-                return None;
-            }
-            // Skip rows whose lanes lie outside this column's group segment (structural zeros).
-            let seg = s.geom.ic * s.geom.kh * p.k;
-            let gu = u / s.geom.oc;
-            let e0 = (chunk * p.n + row as u64) * p.lanes();
-            let e1 = e0 + p.lanes();
-            if e1 <= gu * seg || e0 >= (gu + 1) * seg || e0 >= s.reduction {
+        let weight = |_row: usize, col: usize, a: Option<u64>| -> Option<u64> {
+            let a = a?;
+            let (tile, _, cg, _, cr) = unpack(a);
+            let t = slots[tile].as_ref()?;
+            let u = (cg * p.m) as u32 + col as u32;
+            let (lo, hi) = t.cols[cr as usize];
+            if u < lo || u >= hi {
                 return None;
             }
             wbuf_reads.set(wbuf_reads.get() + 1);
-            Some(handle(slot as u64, step, cg, col as u64, chunk, row as u64))
+            Some((a & !(0xffff << 16)) | ((col as u64) << 16))
         };
         let clear = streams.iter().any(|(_, s)| s.clear_at(cycle, n));
         let valid = streams.iter().any(|(_, s)| s.valid_at(cycle, n));

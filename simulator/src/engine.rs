@@ -912,3 +912,27 @@ mod tests {
         }
     }
 }
+
+/// Simulate layers with the cycle model and return their Chrome trace (layers laid end to end);
+/// each layer's outputs are stored at the next layer's activation bits.
+pub fn trace_layers(model: &CycleModel, layers: &[Layer]) -> Result<serde_json::Value, SimError> {
+    use rayon::prelude::*;
+    let runs: Vec<(Vec<TileStep>, Timeline, String)> = layers
+        .par_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let out_bits = layers.get(i + 1).map_or(l.a_bits, |n| n.a_bits);
+            let (_, p, m) = model.simulate_detailed(l, Some(out_bits))?;
+            let steps: Vec<TileStep> = schedule(&p, &m).collect();
+            let tl = timeline(&p, steps.iter().copied(), true);
+            Ok((steps, tl, l.name.clone()))
+        })
+        .collect::<Result<_, SimError>>()?;
+    let mut events = Vec::new();
+    let mut offset = 0;
+    for (i, (steps, tl, name)) in runs.iter().enumerate() {
+        events.extend(crate::trace::layer_events(i, name, steps, tl, offset, model.hw.frequency_mhz));
+        offset += tl.end;
+    }
+    Ok(crate::trace::document(events))
+}

@@ -20,6 +20,7 @@ pub mod reference;
 pub mod report;
 pub mod sram;
 pub mod stats;
+pub mod trace;
 pub mod units;
 pub mod validate;
 pub mod workload;

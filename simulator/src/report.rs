@@ -26,6 +26,12 @@ pub const CSV_COLUMNS: &[&str] = &[
     "energy_obuf_nj",
     "energy_dram_nj",
     "energy_total_nj",
+    "utilization",
+    "stall_dram_read_cycles",
+    "stall_dram_write_cycles",
+    "fill_drain_cycles",
+    "leakage_nj",
+    "area_mm2",
     "macs",
     "mapping",
 ];
@@ -34,9 +40,10 @@ fn opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x}")).unwrap_or_default()
 }
 
-fn csv_row(s: &LayerStats) -> Vec<String> {
+fn csv_row(s: &LayerStats, area: Option<f64>) -> Vec<String> {
     let c = &s.counters;
     let e = s.energy;
+    let st = s.stalls;
     vec![
         s.name.clone(),
         s.cycles.0.to_string(),
@@ -57,6 +64,12 @@ fn csv_row(s: &LayerStats) -> Vec<String> {
         opt(e.map(|e| e.obuf.0)),
         opt(e.map(|e| e.dram.0)),
         opt(e.map(|e| e.total().0)),
+        format!("{}", s.utilization),
+        st.map(|x| x.dram_read.0.to_string()).unwrap_or_default(),
+        st.map(|x| x.dram_write.0.to_string()).unwrap_or_default(),
+        st.map(|x| x.fill_drain.0.to_string()).unwrap_or_default(),
+        opt(e.map(|e| e.leakage.0)),
+        opt(area),
         s.macs.to_string(),
         s.mapping.clone(),
     ]
@@ -68,7 +81,7 @@ pub fn to_csv(report: &NetworkReport) -> String {
     // Writing into a Vec cannot fail.
     w.write_record(CSV_COLUMNS).expect("in-memory CSV");
     for s in report.layers.iter().chain(std::iter::once(&report.total)) {
-        w.write_record(csv_row(s)).expect("in-memory CSV");
+        w.write_record(csv_row(s, report.area_mm2)).expect("in-memory CSV");
     }
     String::from_utf8(w.into_inner().expect("in-memory CSV")).expect("CSV is UTF-8")
 }
@@ -80,10 +93,15 @@ pub fn to_json(report: &NetworkReport) -> String {
 
 /// A readable fixed-width table.
 pub fn to_table(report: &NetworkReport) -> String {
-    let mut out = format!("hardware: {}   model: {}\n", report.hw, report.model);
+    let mut out = format!(
+        "hardware: {}   model: {}   area: {}\n",
+        report.hw,
+        report.model,
+        report.area_mm2.map(|a| format!("{a:.3} mm^2")).unwrap_or_else(|| "n/a".into())
+    );
     let header = format!(
-        "{:<28} {:>14} {:>14} {:>14} {:>11} {:>14} {:>14}\n",
-        "layer", "cycles", "compute", "stall", "latency_ms", "dram_MB", "energy_uJ"
+        "{:<28} {:>14} {:>14} {:>14} {:>11} {:>14} {:>14} {:>6}\n",
+        "layer", "cycles", "compute", "stall", "latency_ms", "dram_MB", "energy_uJ", "util"
     );
     out.push_str(&header);
     out.push_str(&"-".repeat(header.len() - 1));
@@ -93,8 +111,15 @@ pub fn to_table(report: &NetworkReport) -> String {
         let energy = s.energy_total_nj().map(|e| format!("{:.3}", e / 1e3)).unwrap_or_else(|| "n/a".into());
         let name: String = s.name.chars().take(28).collect();
         out.push_str(&format!(
-            "{:<28} {:>14} {:>14} {:>14} {:>11.4} {:>14.3} {:>14}\n",
-            name, s.cycles.0, s.compute_cycles.0, s.stall_cycles.0, s.latency_ms, dram_mb, energy
+            "{:<28} {:>14} {:>14} {:>14} {:>11.4} {:>14.3} {:>14} {:>5.1}%\n",
+            name,
+            s.cycles.0,
+            s.compute_cycles.0,
+            s.stall_cycles.0,
+            s.latency_ms,
+            dram_mb,
+            energy,
+            100.0 * s.utilization
         ));
     }
     for n in &report.notes {
