@@ -141,3 +141,97 @@ fn networks_lists_and_exports() {
     let layers = bitfusion_simulator::workload::parse_topology(&csv, "alexnet").unwrap();
     assert_eq!(layers, bitfusion_simulator::networks::network("alexnet").unwrap().layers());
 }
+
+#[test]
+fn validate_commands_exit_zero_only_when_everything_matches() {
+    let out = bitfusion(&["validate", "fusion-unit", common::data("rtl/fusion_unit_vectors.csv").to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("18341 cases, 0 mismatches"));
+    let out = bitfusion(&["validate", "array-timing", common::data("rtl/array_timing.csv").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hazards recognised (not computed): 26"));
+    // A corrupted vector file: runs, reports the mismatch, exits 1.
+    let d = scratch("validate");
+    let text = std::fs::read_to_string(common::data("rtl/fusion_unit_vectors.csv")).unwrap();
+    let bad = d.join("v.csv");
+    std::fs::write(&bad, text.replacen(",64,64,1", ",65,64,1", 1)).unwrap();
+    let out = bitfusion(&["validate", "fusion-unit", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("output 64, RTL 65"));
+    let e = error_of(&["validate", "array-timing", d.join("missing.csv").to_str().unwrap()]);
+    assert!(e.contains("cannot read"), "{e}");
+    std::fs::write(&bad, "test,N\nx,2\n").unwrap();
+    let e = error_of(&["validate", "array-timing", bad.to_str().unwrap()]);
+    assert!(e.contains("v.csv:1: missing column 'M'"), "{e}");
+}
+
+#[test]
+fn detailed_mode_and_trace() {
+    let d = scratch("detailed");
+    let small = ["--set", "array.rows=4", "--set", "array.cols=4", "--set", "memory.wbuf_bytes=4096"];
+    let trace = d.join("t.json");
+    let mut args = vec!["simulate", "--network", "lenet5", "--batch", "1", "--detailed", "--trace", trace.to_str().unwrap()];
+    args.extend(small);
+    let out = bitfusion(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("all layers agree with the fast engine and the direct convolution"), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let events = doc["traceEvents"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["cat"] == "compute" && e["ph"] == "X"));
+    assert!(events.iter().any(|e| e["cat"] == "dma" && e["name"] == "load weights"));
+    // Given operands for a one-layer workload, and the output written out.
+    let topo = d.join("one.csv");
+    std::fs::write(&topo, "name,kind,batch,in_channels,out_channels,in_h,in_w,kernel,stride,pad,groups,w_bits,a_bits,im2col\nc,conv,1,1,2,2,2,1,1,0,1,4,4,\n").unwrap();
+    let ops = d.join("ops.json");
+    std::fs::write(&ops, r#"{"inputs": [1, 2, 3, -4], "weights": [2, -1]}"#).unwrap();
+    let outputs = d.join("outs.json");
+    let mut args = vec!["simulate", "--layers", topo.to_str().unwrap(), "--detailed", "--operands", ops.to_str().unwrap(), "--outputs", outputs.to_str().unwrap()];
+    args.extend(small);
+    let out = bitfusion(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&outputs).unwrap()).unwrap();
+    assert_eq!(v[0]["values"], serde_json::json!([2, -1, 4, -2, 6, -3, -8, 4]));
+    std::fs::write(&ops, r#"{"inputs": [1, 2, 3], "weights": [2, -1]}"#).unwrap();
+    let mut args = vec!["simulate", "--layers", topo.to_str().unwrap(), "--detailed", "--operands", ops.to_str().unwrap()];
+    args.extend(small);
+    let e = error_of(&args);
+    assert!(e.contains("ops.json: inputs has 3 values, the layer needs 4"), "{e}");
+    std::fs::write(&ops, r#"{"inputs": [1, 2, 3, 99], "weights": [2, -1]}"#).unwrap();
+    let e = error_of(&args);
+    assert!(e.contains("inputs[3] = 99 is outside the 4-bit signed range -8..=7"), "{e}");
+    // Errors: the reference model has no detailed mode; too large a run; a bad objective.
+    let e = error_of(&["simulate", "--network", "rnn", "--model", "reference", "--detailed"]);
+    assert!(e.contains("--detailed and --trace need the cycle model"), "{e}");
+    let e = error_of(&["simulate", "--network", "alexnet", "--detailed"]);
+    assert!(e.contains("detailed mode: run too large"), "{e}");
+    let e = error_of(&["simulate", "--network", "rnn", "--objective", "speed"]);
+    assert!(e.contains("--objective: unknown objective 'speed'"), "{e}");
+}
+
+#[test]
+fn cycle_model_columns_and_errors() {
+    let d = scratch("cycle");
+    let out_csv = d.join("o.csv");
+    let out = bitfusion(&["simulate", "--network", "mobilenet_v2_32", "--objective", "edp", "--out", out_csv.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&out_csv).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    for col in ["utilization", "stall_dram_read_cycles", "stall_dram_write_cycles", "fill_drain_cycles", "leakage_nj", "area_mm2"] {
+        assert!(header.contains(&col), "missing {col}");
+    }
+    // Stall columns add up to the stall cycles on every row.
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    let h = rdr.headers().unwrap().clone();
+    let col = |name: &str| h.iter().position(|x| x == name).unwrap();
+    for r in rdr.records() {
+        let r = r.unwrap();
+        let n = |c: &str| r[col(c)].parse::<u64>().unwrap();
+        assert_eq!(n("stall_cycles"), n("stall_dram_read_cycles") + n("stall_dram_write_cycles") + n("fill_drain_cycles"), "{:?}", r);
+        assert_eq!(n("cycles"), n("compute_cycles") + n("stall_cycles"));
+    }
+    let e = error_of(&["simulate", "--network", "lenet5", "--a-bits", "32"]);
+    assert!(e.contains("--a-bits: unsupported bit width 32"), "{e}");
+    let e = error_of(&["simulate", "--network", "vgg7", "--set", "memory.obuf_bytes=128"]);
+    assert!(e.contains("cycle model: no tiling fits"), "{e}");
+}

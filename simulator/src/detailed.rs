@@ -20,8 +20,8 @@ use crate::model::{CostModel, SimError};
 use std::cell::Cell;
 use std::collections::VecDeque;
 
-/// Largest run accepted: fusion-unit cycles (about a minute at the measured speed).
-pub const MAX_UNIT_CYCLES: u64 = 4_000_000_000;
+/// Largest run accepted, in fusion-unit cycles (about ten seconds at the measured speed).
+pub const MAX_UNIT_CYCLES: u64 = 500_000_000;
 
 /// What the detailed run measured.
 #[derive(Clone, Debug, PartialEq)]
@@ -297,6 +297,21 @@ impl LayerData {
 /// index), each layer's outputs stored at the next layer's activation bits.
 pub fn run_layers(model: &CycleModel, layers: &[Layer], seed: u64) -> Result<Vec<DetailedRun>, SimError> {
     use rayon::prelude::*;
+    // Refuse the whole workload up front if any layer is too large to step.
+    let p_n_m = (model.hw().array.rows as u64) * (model.hw().array.cols as u64);
+    for l in layers {
+        let cycles = model.simulate_layer(l)?.cycles.0;
+        if cycles.saturating_mul(p_n_m) > MAX_UNIT_CYCLES {
+            return Err(SimError::new(
+                l,
+                format!(
+                    "detailed mode: run too large: {cycles} cycles x {p_n_m} fusion units = {} unit-cycles (limit {MAX_UNIT_CYCLES}); \
+                     use a smaller layer or array",
+                    cycles.saturating_mul(p_n_m)
+                ),
+            ));
+        }
+    }
     layers
         .par_iter()
         .enumerate()
