@@ -885,6 +885,7 @@ impl CostModel for CycleModel {
 mod tests {
     use super::*;
     use crate::config::SHIPPED_CONFIGS;
+    use proptest::prelude::*;
 
     fn model() -> CycleModel {
         CycleModel::new(&HwConfig::from_toml_str(SHIPPED_CONFIGS[0].1, "p", &[]).unwrap(), Objective::Cycles)
@@ -904,11 +905,88 @@ mod tests {
         ];
         for l in &layers {
             let p = m.problem(l).unwrap();
-            for c in mapping::candidates(&p).iter().step_by(7) {
+            for c in mapping::candidates(&p).iter().step_by(13) {
                 let lb = mapping::lower_bound_cycles(&p, c);
                 let e = m.evaluate(&p, c).unwrap();
                 assert!(lb <= e.cycles, "{}: {} lb {lb} > exact {}", l.name, c.describe(), e.cycles);
             }
+        }
+    }
+
+    fn hw(o: &[String]) -> HwConfig {
+        HwConfig::from_toml_str(SHIPPED_CONFIGS[0].1, "p", o).unwrap()
+    }
+
+    fn cycles(hw: &HwConfig, l: &Layer) -> u64 {
+        CycleModel::new(hw, Objective::Cycles).simulate_layer(l).unwrap().cycles.0
+    }
+
+    fn small_layer() -> impl Strategy<Value = Layer> {
+        (1u32..=2, 1u32..=48, 1u32..=48, 1u32..=16, prop::sample::select(vec![1u32, 3, 5]), 1u32..=2, 0u32..3, prop::bool::ANY)
+            .prop_map(|(b, cin, cout, size, k, s, g, fc)| {
+                if fc {
+                    return Layer::fc("fc", b, cin * 8, cout * 4, 8, 8);
+                }
+                let size = size.max(k);
+                match g {
+                    0 => Layer::conv("c", b, cin, cout, size, k, s, k / 2, 1, 8, 8),
+                    1 => Layer::conv("dw", b, cin, cin, size, k, s, k / 2, cin, 8, 8),
+                    _ => Layer::conv("g", b, cin * 2, cout * 2, size, k, s, k / 2, 2, 8, 8),
+                }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 40, .. ProptestConfig::default() })]
+        /// Under the cycles objective: more DRAM bandwidth, larger buffers or fewer bits never add cycles.
+        #[test]
+        fn more_resources_or_fewer_bits_never_add_cycles(
+            l in small_layer(), rows in prop::sample::select(vec![4u32, 8, 16]), cols in prop::sample::select(vec![4u32, 8, 32]),
+            bw in prop::sample::select(vec![32u32, 64, 192]), buf in 1u32..4, w in prop::sample::select(vec![2u32, 4, 6, 8, 16]),
+            a in prop::sample::select(vec![2u32, 4, 6, 8, 16]),
+        ) {
+            let base = |bw: u32, scale: u32| vec![
+                format!("array.rows={rows}"), format!("array.cols={cols}"),
+                format!("memory.wbuf_bytes={}", rows * cols * 64 * buf * scale),
+                format!("memory.ibuf_bytes={}", rows * 256 * buf * scale),
+                format!("memory.obuf_bytes={}", cols * 256 * buf * scale),
+                format!("memory.dram_bits_per_cycle={bw}"),
+            ];
+            let mut l = l;
+            l.w_bits = w;
+            l.a_bits = a;
+            let small = hw(&base(bw, 1));
+            let Ok(c0) = CycleModel::new(&small, Objective::Cycles).simulate_layer(&l).map(|s| s.cycles.0) else { return Ok(()) };
+            prop_assert!(cycles(&hw(&base(bw * 2, 1)), &l) <= c0, "more bandwidth");
+            prop_assert!(cycles(&hw(&base(bw, 2)), &l) <= c0, "larger buffers");
+            for (fw, fa) in [(w / 2, a), (w, a / 2), (w.min(4), a.min(4))] {
+                if fw >= 1 && fa >= 1 {
+                    let mut fewer = l.clone();
+                    fewer.w_bits = fw;
+                    fewer.a_bits = fa;
+                    prop_assert!(cycles(&small, &fewer) <= c0, "fewer bits {fw}/{fa} vs {w}/{a}");
+                }
+            }
+        }
+
+        /// Under the energy objective, larger buffers never add energy (at the same per-access SRAM
+        /// energy and leakage: with CACTI's figures a larger bank costs more per access, which is a
+        /// property of the SRAM, not of the mapping).
+        #[test]
+        fn larger_buffers_never_add_energy(l in small_layer(), buf in 1u32..4, scale in 2u32..4) {
+            let cfg = |scale: u32| hw(&[
+                "array.rows=8".into(), "array.cols=8".into(),
+                format!("memory.wbuf_bytes={}", 8 * 8 * 128 * buf * scale),
+                format!("memory.ibuf_bytes={}", 8 * 256 * buf * scale),
+                format!("memory.obuf_bytes={}", 8 * 256 * buf * scale),
+            ]);
+            let (small, big) = (cfg(1), cfg(scale));
+            let figures = ChipFigures::new(&small);
+            let e = |h: &HwConfig| CycleModel::with_figures(h, Objective::Energy, figures.clone())
+                .simulate_layer(&l).map(|s| s.energy.unwrap().total().get());
+            let Ok(e0) = e(&small) else { return Ok(()) };
+            let e1 = e(&big).unwrap();
+            prop_assert!(e1 <= e0 * (1.0 + 1e-12), "{e1} > {e0}");
         }
     }
 }
