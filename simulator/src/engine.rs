@@ -511,8 +511,8 @@ pub fn timeline(p: &Problem, steps: impl IntoIterator<Item = TileStep>, record: 
 }
 
 /// [`timeline`], giving up (`None`) as soon as the layer provably ends after `cutoff.1` cycles, where
-/// `cutoff.0` is the total streaming cycles of the schedule.
-pub fn timeline_until(p: &Problem, steps: impl IntoIterator<Item = TileStep>, record: bool, cutoff: Option<(u64, u64)>) -> Option<Timeline> {
+/// `cutoff.0` is the total streaming cycles of the schedule and `cutoff.2` its last store's cycles.
+pub fn timeline_until(p: &Problem, steps: impl IntoIterator<Item = TileStep>, record: bool, cutoff: Option<(u64, u64, u64)>) -> Option<Timeline> {
     let mut tl = Timeline::default();
     let mut it = steps.into_iter();
     let Some(first) = it.next() else { return Some(tl) };
@@ -552,9 +552,9 @@ pub fn timeline_until(p: &Problem, steps: impl IntoIterator<Item = TileStep>, re
     let mut cur = first;
     let mut t = 0usize;
     loop {
-        if let Some((total_busy, bound)) = cutoff {
+        if let Some((total_busy, bound, last_store)) = cutoff {
             // The rest of the streaming, the drain and the last store are still to come.
-            if start + (total_busy - tl.compute_cycles) + p.n + 1 > bound {
+            if start + (total_busy - tl.compute_cycles) + p.n + 1 + last_store > bound {
                 return None;
             }
         }
@@ -622,6 +622,23 @@ pub fn timeline_until(p: &Problem, steps: impl IntoIterator<Item = TileStep>, re
             }
         }
     }
+}
+
+/// Cycles of the store of the last tile's outputs (the last tile always completes its output tile).
+fn last_store_cycles(p: &Problem, m: &Mapping, c: &Counts) -> u64 {
+    let last = Idx::nth(c, &m.order, c.p() * c.o() * c.r() - 1);
+    let g = geom(p, m, c, &last);
+    output_transfer(p, (g.b, g.oh, g.ow, g.out_channels()), TransferKind::Outputs).cycles
+}
+
+/// A lower bound on a mapping's cycles: the first tile's loads and the last tile's store, exactly,
+/// around all the streaming and the shortest drain.
+pub fn edge_bound(p: &Problem, m: &Mapping) -> u64 {
+    let c = Counts::of(p, m);
+    let mut sched = schedule(p, m);
+    let Some(first) = sched.next() else { return 0 };
+    let first_loads: u64 = first.loads.iter().map(|x| x.cycles).sum();
+    first_loads + mapping::busy_total(p, m, &c) + p.n + 1 + last_store_cycles(p, m, &c)
 }
 
 /// Everything the engine measures for one mapping.
@@ -730,7 +747,7 @@ impl CycleModel {
         if c.p() * c.o() * c.r() > MAX_TILES {
             return None;
         }
-        let cutoff = max_cycles.map(|b| (mapping::busy_total(p, m, &c), b));
+        let cutoff = max_cycles.map(|b| (mapping::busy_total(p, m, &c), b, last_store_cycles(p, m, &c)));
         let tl = timeline_until(p, schedule(p, m), false, cutoff)?;
         Some(self.measure(p, &tl))
     }
@@ -812,8 +829,15 @@ impl CycleModel {
         };
         let cycles_first = self.objective == Objective::Cycles;
         let exact = |m: &Mapping, best: Option<Score>| {
-            // Under the cycles objective a mapping slower than the best so far cannot win.
+            // Under the cycles objective a mapping slower than the best so far cannot win: first a
+            // tighter bound (the first tile's loads and the last store exactly), then the timeline,
+            // given up as soon as it is provably slower.
             let cutoff = best.filter(|_| cycles_first).map(|b| b.cycles);
+            if let Some(limit) = cutoff {
+                if edge_bound(p, m) > limit {
+                    return None;
+                }
+            }
             self.evaluate_until(p, m, cutoff).map(|e| Score { cycles: e.cycles, energy_nj: e.energy.map_or(0.0, |x| x.total().get()) })
         };
         let (m, _, evaluated) = mapping::search(&cands, self.objective, lower, exact)?;
@@ -909,6 +933,8 @@ mod tests {
                 let lb = mapping::lower_bound_cycles(&p, c);
                 let e = m.evaluate(&p, c).unwrap();
                 assert!(lb <= e.cycles, "{}: {} lb {lb} > exact {}", l.name, c.describe(), e.cycles);
+                let eb = edge_bound(&p, c);
+                assert!(eb <= e.cycles, "{}: {} edge bound {eb} > exact {}", l.name, c.describe(), e.cycles);
             }
         }
     }
