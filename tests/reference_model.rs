@@ -37,7 +37,7 @@ fn model_for<'a>(cache: &'a mut HashMap<String, ReferenceModel>, row: &Row, extr
 }
 
 /// Compare every counter; energies (nJ) by relative tolerance. Returns a list of mismatches.
-fn compare(what: &str, s: &LayerStats, expect: &[(&str, u64)], energies: &[(&str, f64, f64)]) -> Vec<String> {
+fn compare(what: &str, s: &LayerStats, expect: &[(&'static str, u64)], energies: &[(&str, f64, f64)]) -> Vec<String> {
     let got: HashMap<&str, u64> = [
         ("cycles", s.cycles.0),
         ("stall", s.stall_cycles.0),
@@ -65,6 +65,35 @@ fn compare(what: &str, s: &LayerStats, expect: &[(&str, u64)], energies: &[(&str
         }
     }
     bad
+}
+
+/// The expected counters of a reference row: the SRAM columns are `{buf}_{rd,wr}_bits`; DRAM is
+/// given in bytes (`bytes`) or bits.
+fn expected_counters(row: &Row, dram_in_bytes: bool) -> Vec<(&'static str, u64)> {
+    let mut v: Vec<(&'static str, u64)> = vec![("cycles", int(row, "cycles")), ("stall", int(row, "mem_stall_cycles"))];
+    if row.contains_key("compute_cycles") {
+        v.push(("compute", int(row, "compute_cycles")));
+    }
+    for (k, col) in [
+        ("wbuf_rd", "wbuf_rd_bits"),
+        ("wbuf_wr", "wbuf_wr_bits"),
+        ("ibuf_rd", "ibuf_rd_bits"),
+        ("ibuf_wr", "ibuf_wr_bits"),
+        ("obuf_rd", "obuf_rd_bits"),
+        ("obuf_wr", "obuf_wr_bits"),
+    ] {
+        if row.contains_key(col) {
+            v.push((k, int(row, col)));
+        }
+    }
+    if dram_in_bytes {
+        v.push(("dram_rd", bytes_as_bits(row, "dram_rd_bytes")));
+        v.push(("dram_wr", bytes_as_bits(row, "dram_wr_bytes")));
+    } else {
+        v.push(("dram_rd", int(row, "dram_rd_bits")));
+        v.push(("dram_wr", int(row, "dram_wr_bits")));
+    }
+    v
 }
 
 fn energy_of(s: &LayerStats) -> [f64; 6] {
@@ -103,19 +132,7 @@ fn layers_csv_matches_exactly() {
         }
         assert_eq!(layer.out_h() as u64, int(row, "O"), "{what}: output size");
         let st = model.simulate_layer(&layer).unwrap_or_else(|e| panic!("{what}: {e}"));
-        let expect = [
-            ("cycles", int(row, "cycles")),
-            ("stall", int(row, "mem_stall_cycles")),
-            ("compute", int(row, "compute_cycles")),
-            ("wbuf_rd", int(row, "wbuf_rd_bits")),
-            ("wbuf_wr", int(row, "wbuf_wr_bits")),
-            ("ibuf_rd", int(row, "ibuf_rd_bits")),
-            ("ibuf_wr", int(row, "ibuf_wr_bits")),
-            ("obuf_rd", int(row, "obuf_rd_bits")),
-            ("obuf_wr", int(row, "obuf_wr_bits")),
-            ("dram_rd", bytes_as_bits(row, "dram_rd_bytes")),
-            ("dram_wr", bytes_as_bits(row, "dram_wr_bytes")),
-        ];
+        let expect = expected_counters(row, true);
         let e = energy_of(&st);
         let energies = [
             ("e_core", e[0], float(row, "e_core_nJ")),
@@ -217,18 +234,7 @@ fn network_totals_match_networks_csv() {
         let t = &report.total;
         assert_eq!(layers.len() as u64, int(row, "layers_simulated"), "{what}");
         assert_eq!(t.macs, int(row, "macs"), "{what}: macs");
-        let expect = [
-            ("cycles", int(row, "cycles")),
-            ("stall", int(row, "mem_stall_cycles")),
-            ("wbuf_rd", int(row, "wbuf_rd_bits")),
-            ("wbuf_wr", int(row, "wbuf_wr_bits")),
-            ("ibuf_rd", int(row, "ibuf_rd_bits")),
-            ("ibuf_wr", int(row, "ibuf_wr_bits")),
-            ("obuf_rd", int(row, "obuf_rd_bits")),
-            ("obuf_wr", int(row, "obuf_wr_bits")),
-            ("dram_rd", bytes_as_bits(row, "dram_rd_bytes")),
-            ("dram_wr", bytes_as_bits(row, "dram_wr_bytes")),
-        ];
+        let expect = expected_counters(row, true);
         let e = energy_of(t);
         let energies = [
             ("e_core", e[0], float(row, "e_core_nJ")),
@@ -266,13 +272,7 @@ fn sweep_csv_matches_cycles_and_traffic() {
             _ => Layer::conv(&row["layer"], b, ic, oc, (o - 1) * s + k, k, s, 0, 1, w, a).with_im2col(row["im2col"] == "True"),
         };
         let st = model.simulate_layer(&layer).unwrap_or_else(|e| panic!("{what}: {e}"));
-        let expect = [
-            ("cycles", int(row, "cycles")),
-            ("stall", int(row, "mem_stall_cycles")),
-            ("compute", int(row, "compute_cycles")),
-            ("dram_rd", bytes_as_bits(row, "dram_rd_bytes")),
-            ("dram_wr", bytes_as_bits(row, "dram_wr_bytes")),
-        ];
+        let expect = expected_counters(row, true);
         let mut energies = Vec::new();
         if row["energy_valid"] == "True" {
             let e = energy_of(&st);

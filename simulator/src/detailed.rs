@@ -13,6 +13,7 @@
 
 use crate::array::{CycleInputs, Operands, Stream, SystolicArray};
 use crate::brick::operand_range;
+use crate::units::splitmix;
 use crate::engine::{CycleModel, TileStep, TransferKind, ic_start, oc_start, release_cycle, schedule, timeline};
 use crate::layer::Layer;
 use crate::mapping::{Mapping, Problem};
@@ -54,14 +55,6 @@ pub struct DetailedRun {
 pub struct LayerData {
     pub inputs: Vec<i32>,
     pub weights: Vec<i32>,
-}
-
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 impl LayerData {

@@ -181,27 +181,32 @@ impl Idx {
     fn nth(c: &Counts, order: &[Loop; 3], t: u64) -> Idx {
         let n1 = c.of_loop(order[1]);
         let n2 = c.of_loop(order[2]);
-        let digits = [t / (n1 * n2), (t / n2) % n1, t % n2];
         let mut idx = Idx { bi: 0, yi: 0, xi: 0, gb: 0, oi: 0, ki: 0, ci: 0 };
-        for (l, v) in order.iter().zip(digits) {
-            match l {
-                Loop::P => {
-                    idx.bi = v / (c.y * c.x);
-                    idx.yi = (v / c.x) % c.y;
-                    idx.xi = v % c.x;
-                }
-                Loop::O => {
-                    idx.gb = v / c.oi;
-                    idx.oi = v % c.oi;
-                }
-                Loop::R => {
-                    idx.ki = v / c.ci;
-                    idx.ci = v % c.ci;
-                }
-            }
+        for (l, v) in order.iter().zip([t / (n1 * n2), (t / n2) % n1, t % n2]) {
+            idx.set(c, *l, v);
         }
         idx
     }
+
+    /// Set the indices of one loop from its flat position along that loop.
+    fn set(&mut self, c: &Counts, l: Loop, v: u64) {
+        match l {
+            Loop::P => {
+                self.bi = v / (c.y * c.x);
+                self.yi = (v / c.x) % c.y;
+                self.xi = v % c.x;
+            }
+            Loop::O => {
+                self.gb = v / c.oi;
+                self.oi = v % c.oi;
+            }
+            Loop::R => {
+                self.ki = v / c.ci;
+                self.ci = v % c.ci;
+            }
+        }
+    }
+
     fn w_key(&self) -> (u64, u64, u64, u64) {
         (self.gb, self.oi, self.ki, self.ci)
     }
@@ -318,23 +323,8 @@ impl Schedule<'_> {
             i -= 1;
         }
         let mut idx = self.cur;
-        let c = &self.c;
         for (l, &v) in order.iter().zip(&self.digits).skip(i) {
-            match l {
-                Loop::P => {
-                    idx.bi = v / (c.y * c.x);
-                    idx.yi = (v / c.x) % c.y;
-                    idx.xi = v % c.x;
-                }
-                Loop::O => {
-                    idx.gb = v / c.oi;
-                    idx.oi = v % c.oi;
-                }
-                Loop::R => {
-                    idx.ki = v / c.ci;
-                    idx.ci = v % c.ci;
-                }
-            }
+            idx.set(&self.c, *l, v);
         }
         idx
     }

@@ -3,6 +3,7 @@
 
 use crate::array::{CycleInputs, Operands, ScheduledWindow, Stream, SystolicArray, hazards};
 use crate::brick::{self, FusionUnit, LanePlan};
+use crate::units::splitmix;
 use std::collections::BTreeMap;
 
 /// The outcome of a replay: how many cases were checked and what differed.
@@ -170,15 +171,6 @@ impl Operands for TimingOperands {
         let fu = FusionUnit { fusion_bits: 8, brick_bits: 2 };
         fu.dot(plan, &self.lane_values(win, chunk, row, None), &self.lane_values(win, chunk, row, Some(col)), true, true)
     }
-}
-
-/// A small deterministic generator (the replay must not depend on a crate's stream).
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// Replay systolic-array timing cases (the format of `rtl/array_timing.csv`) through the stepped
