@@ -793,7 +793,7 @@ impl CycleModel {
     /// Energy no mapping can go below at `cycles`: core bricks, leakage, and each tensor once through DRAM.
     fn energy_floor(&self, p: &Problem, cycles: u64) -> f64 {
         let tensors = p.out_c * p.cig * p.k * p.k * p.w_bits
-            + p.batch * p.in_h * p.in_w * p.in_c * p.a_bits
+            + mapping::input_bits_touched(p)
             + p.batch * p.out_h * p.out_w * p.out_c * p.out_bits;
         let c = Counters { dram_read: Bits(tensors), ..Counters::default() };
         self.energy(p, &c, cycles).map_or(0.0, |e| e.total().get())
@@ -916,7 +916,10 @@ mod tests {
             Layer::conv("c", 2, 64, 64, 14, 3, 1, 1, 1, 2, 8),
             Layer::conv("g", 1, 64, 128, 14, 3, 1, 1, 4, 8, 8),
             Layer::fc("fc", 1, 1280, 1000, 8, 8),
+            // Stride wider than the kernel: some input pixels are never read.
+            Layer::conv("s2", 1, 34, 2, 13, 1, 2, 0, 2, 8, 8),
         ];
+        let energy_model = CycleModel::new(&HwConfig::from_toml_str(SHIPPED_CONFIGS[0].1, "p", &[]).unwrap(), Objective::Energy);
         for l in &layers {
             let p = m.problem(l).unwrap();
             for c in mapping::candidates(&p).iter().step_by(13) {
@@ -925,6 +928,10 @@ mod tests {
                 assert!(lb <= e.cycles, "{}: {} lb {lb} > exact {}", l.name, c.describe(), e.cycles);
                 let eb = edge_bound(&p, c);
                 assert!(eb <= e.cycles, "{}: {} edge bound {eb} > exact {}", l.name, c.describe(), e.cycles);
+                let cnt = Counts::of(&p, c);
+                let (e_lb, _) = energy_model.lower_bound(&p, c, &cnt, mapping::busy_total(&p, c, &cnt));
+                let exact_e = e.energy.unwrap().total().get();
+                assert!(e_lb <= exact_e * (1.0 + 1e-12), "{}: {} energy bound {e_lb} > exact {exact_e}", l.name, c.describe());
             }
         }
     }
@@ -953,7 +960,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 40, .. ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed), cases: 40, .. ProptestConfig::default() })]
         /// Under the cycles objective: more DRAM bandwidth, larger buffers or fewer bits never add cycles.
         #[test]
         fn more_resources_or_fewer_bits_never_add_cycles(

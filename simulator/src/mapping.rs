@@ -258,6 +258,22 @@ pub fn input_span(o0: u64, len: u64, t0: u64, taps: u64, stride: u64, pad: u64, 
     if hi_c < lo_c { (0, 0) } else { (lo_c as u64, (hi_c - lo_c + 1) as u64) }
 }
 
+/// Input positions along one axis that any output reads (strides wider than the kernel skip some).
+fn touched(out: u64, k: u64, stride: u64, pad: u64, extent: u64) -> u64 {
+    if k >= stride {
+        input_span(0, out, 0, k, stride, pad, extent).1
+    } else {
+        (0..out).map(|o| input_span(o, 1, 0, k, stride, pad, extent).1).sum()
+    }
+}
+
+/// Bits of the input tensor that the layer reads at all: every mapping loads at least these.
+pub fn input_bits_touched(p: &Problem) -> u64 {
+    let rows = touched(p.out_h, p.k, p.stride, p.pad, p.in_h);
+    let cols = touched(p.out_w, p.k, p.stride, p.pad, p.in_w);
+    p.batch * rows * cols * p.in_c * p.a_bits
+}
+
 /// Buffer footprints of the largest tile, in bits: [wbuf, ibuf, obuf].
 pub fn footprints(p: &Problem, m: &Mapping) -> [u64; 3] {
     let rows = ((m.oh - 1) * p.stride + m.kh).min(p.in_h);
@@ -393,7 +409,7 @@ pub fn lower_bound_cycles_with(p: &Problem, m: &Mapping, c: &Counts, busy: u64) 
     let bw = p.dram.bits_per_cycle;
     let lat = p.dram.latency_cycles;
     let w_bits = p.out_c * p.cig * p.k * p.k * p.w_bits;
-    let a_bits = p.batch * p.in_h * p.in_w * p.in_c * p.a_bits;
+    let a_bits = input_bits_touched(p);
     let o_bits = p.batch * p.out_h * p.out_w * p.out_c * p.out_bits;
     // Grouped layers' group blocks hold different input channels: inputs depend on O too (an
     // undercount when a group has several output-channel tiles, which keeps this a lower bound).
