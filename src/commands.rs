@@ -215,3 +215,112 @@ pub fn validate_array_timing(path: &Path, seed: u64) -> anyhow::Result<bool> {
     let r = validate::array_timing(&read(path)?, &path.display().to_string(), seed)?;
     Ok(print_replay("array timing", &r))
 }
+
+pub fn sweep(spec: &Path, out: &Path, shard: Option<&str>, threads: Option<usize>) -> anyhow::Result<()> {
+    use bitfusion_simulator::sweep::{self, Shard, Sweep};
+    let shard = shard.map(|s| s.parse::<Shard>().map_err(|e| anyhow!(e))).transpose()?;
+    let sw = Sweep::from_file(spec)?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} rows, ETA {eta}")
+            .map_err(|e| anyhow!("progress bar: {e}"))?,
+    );
+    let progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let started = std::time::Instant::now();
+    let run = || sweep::run(&sw, out, shard, &progress);
+    let summary = match threads {
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map_err(|e| anyhow!("--threads: {e}"))?
+            .install(run)?,
+        None => run()?,
+    };
+    bar.finish_and_clear();
+    eprintln!(
+        "sweep '{}': {} rows ({} already done, {} run) in {:.1} s; wrote {}/results.csv, pareto.csv, layers.csv, points.csv",
+        sw.name,
+        summary.total,
+        summary.already_done,
+        summary.ran,
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}
+
+pub fn merge(dirs: &[std::path::PathBuf], out: &Path) -> anyhow::Result<()> {
+    if dirs.is_empty() {
+        bail!("give the sweep directories to merge");
+    }
+    let n = bitfusion_simulator::sweep::merge(dirs, out)?;
+    eprintln!("merged {} directories: {n} rows into {}", dirs.len(), out.display());
+    Ok(())
+}
+
+pub fn plot_sweep(dir: &Path, opts: bitfusion_plots::SweepPlotOptions) -> anyhow::Result<()> {
+    let files = bitfusion_plots::plot_sweep(dir, &opts)?;
+    eprintln!("wrote {} files into {}", files.len(), dir.join("plots").display());
+    Ok(())
+}
+
+pub fn paper(hw: &HwArgs, out: Option<&Path>) -> anyhow::Result<()> {
+    use bitfusion_simulator::paper::{compare, geomean};
+    use bitfusion_simulator::reference::ReferenceModel;
+    let config = load(hw)?;
+    let reference = compare(&ReferenceModel::new(&config))?;
+    let cycle = compare(&CycleModel::new(&config, Objective::Cycles))?;
+    println!("Bit Fusion ({}) vs Eyeriss, batch 16, per image", config.name);
+    println!(
+        "{:<10} {:>11} {:>11} | {:>11} {:>9} {:>9} | {:>11} {:>9} {:>9}",
+        "benchmark", "Eyeriss ms", "Eyeriss uJ", "ref ms", "speedup", "energy", "cycle ms", "speedup", "energy"
+    );
+    for (r, c) in reference.iter().zip(&cycle) {
+        println!(
+            "{:<10} {:>11.4} {:>11.1} | {:>11.4} {:>8.2}x {:>8.2}x | {:>11.4} {:>8.2}x {:>8.2}x",
+            r.benchmark,
+            r.eyeriss.time_ms,
+            r.eyeriss.energy_nj / 16e3,
+            r.time_ms,
+            r.speedup,
+            r.energy_reduction,
+            c.time_ms,
+            c.speedup,
+            c.energy_reduction
+        );
+    }
+    let g = |v: &[bitfusion_simulator::paper::Comparison], f: fn(&bitfusion_simulator::paper::Comparison) -> f64| {
+        geomean(&v.iter().map(f).collect::<Vec<_>>())
+    };
+    println!(
+        "geomean: reference model {:.2}x speedup, {:.2}x energy reduction (published: 3.9x, 5.1x); cycle model {:.2}x, {:.2}x",
+        g(&reference, |c| c.speedup),
+        g(&reference, |c| c.energy_reduction),
+        g(&cycle, |c| c.speedup),
+        g(&cycle, |c| c.energy_reduction)
+    );
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut csv = String::from("benchmark,eyeriss_ms,eyeriss_nj,model,bitfusion_ms,bitfusion_nj,speedup,energy_reduction\n");
+        for (name, rows) in [("reference", &reference), ("cycle", &cycle)] {
+            for r in rows.iter() {
+                csv.push_str(&format!(
+                    "{},{},{},{name},{},{},{},{}\n",
+                    r.benchmark, r.eyeriss.time_ms, r.eyeriss.energy_nj, r.time_ms, r.energy_nj, r.speedup, r.energy_reduction
+                ));
+            }
+        }
+        write(&dir.join("paper.csv"), &csv)?;
+        let benches: Vec<String> = reference.iter().map(|r| r.benchmark.clone()).collect();
+        let series = vec![
+            ("reference model".to_string(), reference.iter().map(|r| r.speedup).collect(), reference.iter().map(|r| r.energy_reduction).collect()),
+            ("cycle model".to_string(), cycle.iter().map(|r| r.speedup).collect(), cycle.iter().map(|r| r.energy_reduction).collect()),
+        ];
+        let files = bitfusion_plots::plot_paper(dir, &benches, &series)?;
+        eprintln!("wrote {}/paper.csv and {} chart files", dir.display(), files.len());
+    }
+    Ok(())
+}

@@ -93,6 +93,59 @@ enum Command {
         #[command(subcommand)]
         what: ValidateCommand,
     },
+    /// Run a design-space sweep (TOML spec) into DIR: results.csv, pareto.csv, layers.csv, points.csv.
+    /// Rows already in DIR/results.csv are skipped, so an interrupted sweep resumes.
+    Sweep {
+        spec: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Run only shard i of n (1-based), e.g. for a cluster job array; combine with `bitfusion merge`.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Merge sweep (shard) directories into one.
+    Merge {
+        dirs: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Draw charts (PNG and SVG).
+    Plot {
+        #[command(subcommand)]
+        what: PlotCommand,
+    },
+    /// The paper's Eyeriss comparison: speedup and energy reduction per benchmark and geomeans,
+    /// with the reference model (the paper's numbers) and the cycle model beside it.
+    Paper {
+        #[command(flatten)]
+        hw: HwArgs,
+        /// Also write the comparison as CSV and charts into this directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlotCommand {
+    /// Heatmaps, area-latency/energy Pareto fronts, energy breakdowns and rooflines of a sweep.
+    Sweep {
+        dir: PathBuf,
+        /// Swept key on the heatmaps' x axis (default: the first).
+        #[arg(long)]
+        x: Option<String>,
+        /// Swept key on the heatmaps' y axis (default: the second).
+        #[arg(long)]
+        y: Option<String>,
+        /// Workload of the heatmaps, fronts and breakdowns (default: the first).
+        #[arg(long)]
+        workload: Option<String>,
+        /// Precision of the heatmaps, fronts and breakdowns, e.g. native or 4x4 (default: the first).
+        #[arg(long)]
+        precision: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,6 +170,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             ValidateCommand::FusionUnit { vectors } => commands::validate_fusion_unit(&vectors),
             ValidateCommand::ArrayTiming { cases, seed } => commands::validate_array_timing(&cases, seed),
         },
+        Command::Sweep { spec, out, shard, threads } => commands::sweep(&spec, &out, shard.as_deref(), threads).map(|_| true),
+        Command::Merge { dirs, out } => commands::merge(&dirs, &out).map(|_| true),
+        Command::Plot { what: PlotCommand::Sweep { dir, x, y, workload, precision } } => {
+            commands::plot_sweep(&dir, bitfusion_plots::SweepPlotOptions { x, y, workload, precision }).map(|_| true)
+        }
+        Command::Paper { hw, out } => commands::paper(&hw, out.as_deref()).map(|_| true),
     }
 }
 

@@ -6,6 +6,7 @@
 //! ```toml
 //! name = "array-shape"
 //! base = "bitfusion-isca2018"      # a shipped config name, or a path relative to the spec
+//! set = ["memory.wbuf_bytes=262144"]   # overrides of the base, applied before sweeping
 //! model = "cycle"                  # or "reference"
 //! objective = "cycles"             # cycles | energy | edp (cycle model)
 //! workloads = ["mobilenet_v2", "topologies/my_net.csv"]   # built-in names or CSV paths
@@ -85,6 +86,8 @@ struct SpecFile {
     #[serde(default)]
     name: String,
     base: String,
+    #[serde(default)]
+    set: Vec<String>,
     #[serde(default)]
     model: Option<String>,
     #[serde(default)]
@@ -240,7 +243,7 @@ impl Sweep {
             let candidate = dir.join(p);
             if candidate.exists() { candidate.display().to_string() } else { p.to_string() }
         };
-        let base = load_hw(&resolve(&spec.base), &[]).map_err(|e| err(format!("{origin}: base: {e}")))?;
+        let base = load_hw(&resolve(&spec.base), &spec.set).map_err(|e| err(format!("{origin}: base: {e}")))?;
         let model = match &spec.model {
             Some(m) => m.parse::<CostModelName>().map_err(|e| err(format!("{origin}: model: {e}")))?,
             None => base.models.cost,
@@ -427,6 +430,34 @@ pub const RESULT_COLUMNS: &[&str] = &[
 
 /// One row of results, as strings keyed by column (the swept keys included).
 pub type ResultRow = BTreeMap<String, String>;
+
+/// Columns of points.csv: what plots need to know of each design point.
+pub const POINT_COLUMNS: &[&str] =
+    &["point", "area_mm2", "rows", "cols", "fusion_bits", "brick_bits", "frequency_mhz", "dram_bits_per_cycle", "skipped"];
+
+fn point_rows(sweep: &Sweep) -> Vec<ResultRow> {
+    sweep
+        .points
+        .iter()
+        .map(|pt| {
+            let h = &pt.hw;
+            [
+                ("point", pt.id()),
+                ("area_mm2", fmt(pt.area_mm2)),
+                ("rows", h.array.rows.to_string()),
+                ("cols", h.array.cols.to_string()),
+                ("fusion_bits", h.array.fusion_bits.to_string()),
+                ("brick_bits", h.array.brick_bits.to_string()),
+                ("frequency_mhz", h.frequency_mhz.to_string()),
+                ("dram_bits_per_cycle", h.memory.dram_bits_per_cycle.to_string()),
+                ("skipped", pt.skip.clone().unwrap_or_default()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+        })
+        .collect()
+}
 
 /// Per-layer rows for rooflines: (row key, layer, macs, cycles, dram bits, peak products per cycle).
 pub const LAYER_COLUMNS: &[&str] = &["point", "workload", "precision", "layer", "macs", "cycles", "dram_bits", "w_bits", "a_bits"];
@@ -632,6 +663,8 @@ pub fn run(sweep: &Sweep, dir: &Path, shard: Option<Shard>, progress: &(dyn Fn(u
     let (mut rows, lrows, _, _) = state.into_inner().map_err(|_| err("a sweep worker panicked"))?;
     flush(&mut rows, &lrows)?;
     write_rows(&dir.join("pareto.csv"), &header, &pareto(&rows))?;
+    let point_header: Vec<String> = POINT_COLUMNS.iter().map(|s| s.to_string()).collect();
+    write_rows(&dir.join("points.csv"), &point_header, &point_rows(sweep))?;
     Ok(summary)
 }
 
@@ -641,7 +674,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, SweepError> {
     let mut header: Option<Vec<String>> = None;
     let mut rows: BTreeMap<String, ResultRow> = BTreeMap::new();
     let mut layers: BTreeMap<String, ResultRow> = BTreeMap::new();
+    let mut points: BTreeMap<String, ResultRow> = BTreeMap::new();
     for d in dirs {
+        let (_, ps) = read_rows(&d.join("points.csv"))?;
+        for pt in ps {
+            points.insert(pt["point"].clone(), pt);
+        }
         let (h, rs) = read_rows(&d.join("results.csv"))?;
         if rs.is_empty() {
             return Err(err(format!("{}: no results.csv rows to merge", d.display())));
@@ -673,6 +711,8 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, SweepError> {
     let layer_header: Vec<String> = LAYER_COLUMNS.iter().map(|s| s.to_string()).collect();
     write_rows(&out.join("layers.csv"), &layer_header, &layers.into_values().collect::<Vec<_>>())?;
     write_rows(&out.join("pareto.csv"), &header, &pareto(&rows))?;
+    let point_header: Vec<String> = POINT_COLUMNS.iter().map(|s| s.to_string()).collect();
+    write_rows(&out.join("points.csv"), &point_header, &points.into_values().collect::<Vec<_>>())?;
     Ok(rows.len())
 }
 
