@@ -324,6 +324,15 @@ impl DetailedRun {
 
 /// Run a layer in the detailed mode on seeded random data.
 pub fn run(model: &CycleModel, layer: &Layer, out_bits: Option<u32>, seed: u64) -> Result<DetailedRun, SimError> {
+    // Refuse at once when even a perfectly busy array would step too many unit-cycles.
+    let p = model.problem(layer)?;
+    let floor = (p.macs() as f64 / p.plan.elements_per_cycle()) as u64;
+    if floor > MAX_UNIT_CYCLES {
+        return Err(SimError::new(
+            layer,
+            format!("detailed mode: run too large: at least {floor} unit-cycles (limit {MAX_UNIT_CYCLES}); use a smaller layer or array"),
+        ));
+    }
     let (_, p, m) = model.simulate_detailed(layer, out_bits)?;
     let data = LayerData::random(&p, seed);
     run_with(model, layer, &p, &m, &data)
