@@ -1,4 +1,7 @@
-//! Hardware-aware search for Bit Fusion (scope; filled by the search-space,
-//! lookup-table and search issues): search spaces as data, the per-layer
-//! latency/energy lookup table built by the simulator, the accuracy predictor
-//! and the evolutionary search. Depends on `bitfusion-simulator`, never the reverse.
+//! Hardware-aware search for Bit Fusion: search spaces as data ([`space`]), their architectures and
+//! encodings ([`arch`]), and the per-layer latency/energy lookup table built by the simulator
+//! ([`lut`]). Depends on `bitfusion-simulator`, never the reverse.
+
+pub mod arch;
+pub mod lut;
+pub mod space;

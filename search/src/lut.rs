@@ -1,0 +1,616 @@
+//! The latency/energy lookup table (LUT): every distinct layer any architecture of a space can
+//! contain, simulated once on one hardware config, with its provenance.
+//!
+//! **Keys.** A layer is keyed by its shape (kind, input and output channels, input size, kernel,
+//! stride, padding, groups), its weight and activation bits, and the bits its outputs are stored at
+//! (the next layer's activation bits: the cycle model writes outputs at the consumer's precision,
+//! so the key carries it and the LUT stays exact). `apq_key` gives APQ's key format for the shape and
+//! bits.
+//!
+//! **Network cost** = the sum of the costs of its layers (stem, first block, every active block's
+//! expand/depthwise/project, feature mix, classifier). Layers run one after another, each ending with
+//! its outputs stored, so the sum is exact: `lut check` compares it with whole-network simulations.
+//!
+//! **File.** JSON: a header (format, program version, the space and its hash, the hardware config's
+//! TOML and its hash, the model, batch and objective), the entries, and a SHA-256 checksum of the
+//! entries, so a truncated or edited file is detected on load. Files are written atomically (write,
+//! then rename). A build writes `LUT.partial` as it goes and a rebuild resumes from it.
+
+use crate::arch::Arch;
+use crate::space::{Space, hex};
+use bitfusion_simulator::config::{CostModelName, HwConfig};
+use bitfusion_simulator::mapping::Objective;
+use bitfusion_simulator::model::{CostModel, build, simulate_layers};
+use bitfusion_simulator::report::write_atomic;
+use bitfusion_simulator::{Layer, LayerKind};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The LUT file format version.
+pub const FORMAT: &str = "bitfusion-lut/1";
+
+/// A LUT problem, phrased for the user on one line.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct LutError(pub String);
+
+fn err(m: impl Into<String>) -> LutError {
+    LutError(m.into())
+}
+
+/// A layer as the LUT knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LayerKey {
+    pub kind: LayerKind,
+    pub in_channels: u32,
+    pub out_channels: u32,
+    pub in_size: u32,
+    pub kernel: u32,
+    pub stride: u32,
+    pub pad: u32,
+    pub groups: u32,
+    pub w_bits: u32,
+    pub a_bits: u32,
+    /// Bits the outputs are stored at (the consumer's activation bits).
+    pub out_bits: u32,
+}
+
+impl LayerKey {
+    /// The key of `layer` whose outputs are stored at `out_bits`.
+    pub fn of(layer: &Layer, out_bits: u32) -> LayerKey {
+        LayerKey {
+            kind: layer.kind,
+            in_channels: layer.in_channels,
+            out_channels: layer.out_channels,
+            in_size: layer.in_h,
+            kernel: layer.kernel,
+            stride: layer.stride,
+            pad: layer.pad,
+            groups: layer.groups,
+            w_bits: layer.w_bits,
+            a_bits: layer.a_bits,
+            out_bits,
+        }
+    }
+
+    /// The layer this key describes, at `batch`.
+    pub fn layer(&self, batch: u32) -> Layer {
+        match self.kind {
+            LayerKind::Fc => Layer::fc("fc", batch, self.in_channels, self.out_channels, self.w_bits, self.a_bits),
+            LayerKind::Conv => Layer::conv(
+                "conv",
+                batch,
+                self.in_channels,
+                self.out_channels,
+                self.in_size,
+                self.kernel,
+                self.stride,
+                self.pad,
+                self.groups,
+                self.w_bits,
+                self.a_bits,
+            ),
+        }
+    }
+
+    /// APQ's key: `(cin, cout, in_size, k, stride, pad, groups)-W{w}A{a}`.
+    pub fn apq_key(&self) -> String {
+        format!(
+            "({}, {}, {}, {}, {}, {}, {})-W{}A{}",
+            self.in_channels, self.out_channels, self.in_size, self.kernel, self.stride, self.pad, self.groups, self.w_bits, self.a_bits
+        )
+    }
+}
+
+/// The keys of an architecture's layers, in order; each stored at the next layer's activation bits.
+pub fn arch_keys(space: &Space, arch: &Arch, batch: u32) -> Vec<LayerKey> {
+    let layers = arch.layers(space, batch);
+    layers.iter().enumerate().map(|(i, l)| LayerKey::of(l, layers.get(i + 1).map_or(l.a_bits, |n| n.a_bits))).collect()
+}
+
+/// Every distinct layer (with its output bits) any architecture of `space` can contain.
+pub fn enumerate(space: &Space) -> BTreeSet<LayerKey> {
+    let batch = 1;
+    let mut keys = BTreeSet::new();
+    let bits = &space.bits;
+    let head = &space.head;
+    // Stem and first block: their consumers are fixed, except the first block's, which is the
+    // first searchable block's expand (any pointwise activation bits).
+    let trunk = arch_trunk(space, batch);
+    let first_expand_bits: Vec<u32> = bits.clone();
+    for (i, l) in trunk.iter().enumerate() {
+        match trunk.get(i + 1) {
+            Some(n) => {
+                keys.insert(LayerKey::of(l, n.a_bits));
+            }
+            None => {
+                for &b in &first_expand_bits {
+                    keys.insert(LayerKey::of(l, b));
+                }
+            }
+        }
+    }
+    let slots = space.slots();
+    let last_stage = space.stages.len() - 1;
+    for sl in &slots {
+        // The project's consumer: the next block's expand (any bits) or, in the last stage, the head.
+        let mut project_outs: Vec<u32> = bits.clone();
+        if sl.stage == last_stage {
+            project_outs.push(if head.feature_mix > 0 { head.bits } else { head.bits });
+        }
+        let out_size = Space::after(sl.in_size, 1, sl.stride);
+        for &mid in &sl.mids {
+            for &pw_w in bits {
+                for &pw_a in bits {
+                    let expand = Layer::conv("e", batch, sl.in_channels, mid, sl.in_size, 1, 1, 0, 1, pw_w, pw_a);
+                    let project = Layer::conv("p", batch, mid, sl.out_channels, out_size, 1, 1, 0, 1, pw_w, pw_a);
+                    for &dw_a in bits {
+                        keys.insert(LayerKey::of(&expand, dw_a));
+                    }
+                    for &o in &project_outs {
+                        keys.insert(LayerKey::of(&project, o));
+                    }
+                }
+            }
+            for &k in &space.kernels {
+                for &dw_w in bits {
+                    for &dw_a in bits {
+                        let dw = Layer::conv("d", batch, mid, mid, sl.in_size, k, sl.stride, k / 2, mid, dw_w, dw_a);
+                        for &pw_a in bits {
+                            keys.insert(LayerKey::of(&dw, pw_a));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (i, l) in arch_head(space, batch).iter().enumerate() {
+        let next = arch_head(space, batch).get(i + 1).map(|n| n.a_bits);
+        keys.insert(LayerKey::of(l, next.unwrap_or(l.a_bits)));
+    }
+    keys
+}
+
+/// The fixed layers before the searchable blocks.
+fn arch_trunk(space: &Space, batch: u32) -> Vec<Layer> {
+    let any = Arch::random(space, &mut 0);
+    let n = if space.first_block.is_some() { 3 } else { 1 };
+    any.layers(space, batch).into_iter().take(n).collect()
+}
+
+/// The fixed layers after the searchable blocks.
+fn arch_head(space: &Space, batch: u32) -> Vec<Layer> {
+    let any = Arch::random(space, &mut 0);
+    let n = if space.head.feature_mix > 0 { 2 } else { 1 };
+    let layers = any.layers(space, batch);
+    layers[layers.len() - n..].to_vec()
+}
+
+/// One simulated layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub key: LayerKey,
+    pub cycles: u64,
+    pub latency_ms: f64,
+    /// Energy in mJ (None when the config has no SRAM figures for a buffer).
+    pub energy_mj: Option<f64>,
+}
+
+/// Where a LUT comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: String,
+    pub program_version: String,
+    pub space: Space,
+    pub space_hash: String,
+    pub hw_name: String,
+    /// The hardware config's full TOML (with any overrides applied).
+    pub hw_toml: String,
+    pub hw_hash: String,
+    pub model: String,
+    pub batch: u32,
+    pub objective: String,
+}
+
+/// A loaded or built LUT.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lut {
+    pub header: Header,
+    pub entries: BTreeMap<LayerKey, Entry>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LutFile {
+    header: Header,
+    entries: Vec<Entry>,
+    checksum: String,
+}
+
+/// The content hash of a hardware config: SHA-256 of its canonical TOML document.
+pub fn hw_hash(hw: &HwConfig) -> String {
+    hex(&Sha256::digest(hw_toml(hw).as_bytes()))
+}
+
+fn hw_toml(hw: &HwConfig) -> String {
+    toml::to_string(&hw.document).expect("a config document serialises")
+}
+
+fn checksum(entries: &[Entry]) -> String {
+    hex(&Sha256::digest(serde_json::to_string(entries).expect("entries serialise").as_bytes()))
+}
+
+impl Lut {
+    fn to_json(&self) -> String {
+        let entries: Vec<Entry> = self.entries.values().cloned().collect();
+        let file = LutFile { header: self.header.clone(), checksum: checksum(&entries), entries };
+        serde_json::to_string(&file).expect("a LUT serialises")
+    }
+
+    /// Write the LUT atomically.
+    pub fn save(&self, path: &Path) -> Result<(), LutError> {
+        write_atomic(path, self.to_json().as_bytes()).map_err(|e| err(format!("cannot write {}: {e}", path.display())))
+    }
+
+    /// Read a LUT, checking its format and checksum.
+    pub fn load(path: &Path) -> Result<Lut, LutError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("{origin}: cannot read LUT: {e}")))?;
+        let file: LutFile = serde_json::from_str(&text)
+            .map_err(|e| err(format!("{origin}: not a complete LUT file (truncated or corrupted: {e})")))?;
+        if file.header.format != FORMAT {
+            return Err(err(format!("{origin}: format '{}', expected '{FORMAT}'", file.header.format)));
+        }
+        if checksum(&file.entries) != file.checksum {
+            return Err(err(format!("{origin}: checksum mismatch: the entries were changed or corrupted")));
+        }
+        if file.header.space.hash() != file.header.space_hash {
+            return Err(err(format!("{origin}: the embedded space does not match its hash (corrupted)")));
+        }
+        let entries = file.entries.into_iter().map(|e| (e.key, e)).collect();
+        Ok(Lut { header: file.header, entries })
+    }
+
+    /// Refuse a hardware config other than the one the LUT was built for.
+    pub fn check_hw(&self, hw: &HwConfig) -> Result<(), LutError> {
+        let h = hw_hash(hw);
+        if h != self.header.hw_hash {
+            return Err(err(format!(
+                "hardware config hash differs: the LUT was built for '{}' (hash {}), this config '{}' hashes to {}",
+                self.header.hw_name,
+                &self.header.hw_hash[..16],
+                hw.name,
+                &h[..16]
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuse a space other than the one the LUT was built for.
+    pub fn check_space(&self, space: &Space) -> Result<(), LutError> {
+        let h = space.hash();
+        if h != self.header.space_hash {
+            return Err(err(format!(
+                "search space hash differs: the LUT was built for '{}' (hash {}), this space '{}' hashes to {}",
+                self.header.space.name,
+                &self.header.space_hash[..16],
+                space.name,
+                &h[..16]
+            )));
+        }
+        Ok(())
+    }
+
+    /// The hardware config the LUT was built for.
+    pub fn hw(&self) -> Result<HwConfig, LutError> {
+        HwConfig::from_toml_str(&self.header.hw_toml, "the LUT's hardware config", &[]).map_err(|e| err(e.to_string()))
+    }
+
+    /// Per-layer entries and the totals (latency ms, energy mJ) of an architecture.
+    pub fn cost(&self, arch: &Arch) -> Result<(Vec<&Entry>, f64, Option<f64>), LutError> {
+        let keys = arch_keys(&self.header.space, arch, self.header.batch);
+        let mut entries = Vec::with_capacity(keys.len());
+        for k in &keys {
+            entries.push(self.entries.get(k).ok_or_else(|| err(format!("layer {} (outputs at {} bits) is not in the LUT", k.apq_key(), k.out_bits)))?);
+        }
+        let latency = entries.iter().map(|e| e.latency_ms).sum();
+        let energy = entries.iter().map(|e| e.energy_mj).sum::<Option<f64>>();
+        Ok((entries, latency, energy))
+    }
+}
+
+/// What to build.
+pub struct BuildSpec<'a> {
+    pub space: &'a Space,
+    pub hw: &'a HwConfig,
+    pub model: CostModelName,
+    pub objective: Objective,
+    pub batch: u32,
+}
+
+impl BuildSpec<'_> {
+    fn header(&self) -> Header {
+        Header {
+            format: FORMAT.into(),
+            program_version: env!("CARGO_PKG_VERSION").into(),
+            space: self.space.clone(),
+            space_hash: self.space.hash(),
+            hw_name: self.hw.name.clone(),
+            hw_toml: hw_toml(self.hw),
+            hw_hash: hw_hash(self.hw),
+            model: self.model.as_str().into(),
+            batch: self.batch,
+            objective: self.objective.as_str().into(),
+        }
+    }
+}
+
+/// The partial file of a build in progress.
+pub fn partial_path(out: &Path) -> PathBuf {
+    let mut p = out.as_os_str().to_owned();
+    p.push(".partial");
+    PathBuf::from(p)
+}
+
+/// What a build did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildSummary {
+    pub entries: usize,
+    pub resumed: usize,
+    pub simulated: usize,
+}
+
+/// Build a LUT into `out`: simulate every enumerated layer not already in `out.partial` (from an
+/// interrupted build of the same space, config, model, batch and objective), in parallel, calling
+/// `progress(done, total)`; the partial file is rewritten atomically as entries finish and removed
+/// at the end. Layers the model cannot run are an error naming them.
+pub fn build_lut(spec: &BuildSpec, out: &Path, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<(Lut, BuildSummary), LutError> {
+    let header = spec.header();
+    let keys = enumerate(spec.space);
+    let partial = partial_path(out);
+    let mut done: BTreeMap<LayerKey, Entry> = BTreeMap::new();
+    if partial.exists() {
+        if let Ok(prev) = Lut::load(&partial) {
+            if prev.header == header {
+                done = prev.entries.into_iter().filter(|(k, _)| keys.contains(k)).collect();
+            }
+        }
+    }
+    let resumed = done.len();
+    let todo: Vec<LayerKey> = keys.iter().copied().filter(|k| !done.contains_key(k)).collect();
+    let model: Box<dyn CostModel> = build(spec.hw, Some(spec.model), spec.objective);
+    let total = keys.len();
+    progress(resumed, total);
+    let state = Mutex::new((done, Instant::now()));
+    let flush = |entries: &BTreeMap<LayerKey, Entry>| Lut { header: header.clone(), entries: entries.clone() }.save(&partial);
+    todo.par_iter().try_for_each(|k| -> Result<(), LutError> {
+        let layer = k.layer(spec.batch);
+        let s = model.simulate_layer_with_output_bits(&layer, k.out_bits).map_err(|e| err(format!("{}: {e}", k.apq_key())))?;
+        let entry = Entry { key: *k, cycles: s.cycles.0, latency_ms: s.latency_ms, energy_mj: s.energy.map(|e| e.total().to_mj()) };
+        let mut st = state.lock().map_err(|_| err("a LUT worker panicked"))?;
+        st.0.insert(*k, entry);
+        progress(st.0.len(), total);
+        if st.1.elapsed() > Duration::from_millis(500) {
+            flush(&st.0)?;
+            st.1 = Instant::now();
+        }
+        Ok(())
+    })?;
+    let (entries, _) = state.into_inner().map_err(|_| err("a LUT worker panicked"))?;
+    let lut = Lut { header, entries };
+    lut.save(out)?;
+    let _ = std::fs::remove_file(&partial);
+    Ok((lut, BuildSummary { entries: total, resumed, simulated: todo.len() }))
+}
+
+/// The LUT as CSV: `kind,in_channels,out_channels,in_size,kernel,stride,pad,groups,w_bits,a_bits,out_bits,cycles,latency_ms,energy_mj`.
+pub fn export_csv(lut: &Lut) -> String {
+    let mut s = String::from("kind,in_channels,out_channels,in_size,kernel,stride,pad,groups,w_bits,a_bits,out_bits,cycles,latency_ms,energy_mj\n");
+    for e in lut.entries.values() {
+        let k = &e.key;
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            k.kind.as_str(),
+            k.in_channels,
+            k.out_channels,
+            k.in_size,
+            k.kernel,
+            k.stride,
+            k.pad,
+            k.groups,
+            k.w_bits,
+            k.a_bits,
+            k.out_bits,
+            e.cycles,
+            e.latency_ms,
+            e.energy_mj.map(|x| x.to_string()).unwrap_or_default()
+        ));
+    }
+    s
+}
+
+/// One architecture checked against a whole-network simulation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Check {
+    pub arch: String,
+    pub lut_latency_ms: f64,
+    pub sim_latency_ms: f64,
+    pub lut_energy_mj: Option<f64>,
+    pub sim_energy_mj: Option<f64>,
+}
+
+impl Check {
+    pub fn latency_error(&self) -> f64 {
+        (self.lut_latency_ms - self.sim_latency_ms).abs() / self.sim_latency_ms
+    }
+    pub fn energy_error(&self) -> Option<f64> {
+        Some((self.lut_energy_mj? - self.sim_energy_mj?).abs() / self.sim_energy_mj?)
+    }
+}
+
+/// Simulate `samples` seeded random architectures whole and compare with their LUT cost.
+pub fn check(lut: &Lut, samples: usize, seed: u64) -> Result<Vec<Check>, LutError> {
+    let space = &lut.header.space;
+    let hw = lut.hw()?;
+    let model_name: CostModelName = lut.header.model.parse().map_err(|e: String| err(e))?;
+    let objective: Objective = lut.header.objective.parse().map_err(|e: String| err(e))?;
+    let model = build(&hw, Some(model_name), objective);
+    let mut state = seed;
+    let archs: Vec<Arch> = (0..samples).map(|_| Arch::random(space, &mut state)).collect();
+    archs
+        .iter()
+        .map(|a| {
+            let (_, lat, en) = lut.cost(a)?;
+            let r = simulate_layers(model.as_ref(), &a.layers(space, lut.header.batch)).map_err(|e| err(e.to_string()))?;
+            Ok(Check {
+                arch: a.to_text(),
+                lut_latency_ms: lat,
+                sim_latency_ms: r.total.latency_ms,
+                lut_energy_mj: en,
+                sim_energy_mj: r.total.energy.map(|e| e.total().to_mj()),
+            })
+        })
+        .collect()
+}
+
+/// An entry of another LUT to compare with (APQ's flat CSV format).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Theirs {
+    pub key: String,
+    pub depthwise: bool,
+    pub latency_ms: f64,
+    pub energy_mj: f64,
+}
+
+/// Read APQ's flat LUT CSV (`kind,in_channels,out_channels,input_size,kernel_size,stride,padding,groups,w_bits,a_bits,latency_ms,energy_mJ`).
+pub fn read_apq_csv(path: &Path) -> Result<Vec<Theirs>, LutError> {
+    let origin = path.display().to_string();
+    let mut rdr = csv::Reader::from_path(path).map_err(|e| err(format!("{origin}: {e}")))?;
+    let h = rdr.headers().map_err(|e| err(format!("{origin}: {e}")))?.clone();
+    let need = ["in_channels", "out_channels", "input_size", "kernel_size", "stride", "padding", "groups", "w_bits", "a_bits", "latency_ms", "energy_mJ"];
+    let mut idx = Vec::new();
+    for n in need {
+        idx.push(h.iter().position(|x| x == n).ok_or_else(|| err(format!("{origin}:1: missing column '{n}'")))?);
+    }
+    let mut out = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| err(format!("{origin}: {}", e.to_string().replace('\n', " "))))?;
+        let line = rec.position().map_or(0, |p| p.line());
+        let v = |i: usize| -> Result<f64, LutError> {
+            rec[idx[i]].parse::<f64>().map_err(|_| err(format!("{origin}:{line}: column '{}': '{}' is not a number", need[i], &rec[idx[i]])))
+        };
+        let (cin, cout, groups) = (v(0)? as u32, v(1)? as u32, v(6)? as u32);
+        out.push(Theirs {
+            key: format!("({cin}, {cout}, {}, {}, {}, {}, {groups})-W{}A{}", v(2)?, v(3)?, v(4)?, v(5)?, v(7)?, v(8)?),
+            depthwise: groups > 1,
+            latency_ms: v(9)?,
+            energy_mj: v(10)?,
+        });
+    }
+    Ok(out)
+}
+
+/// How ours compare with theirs: ratios ours / theirs per matched entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diff {
+    pub kind: &'static str,
+    pub theirs: usize,
+    pub matched: usize,
+    pub latency_ratios: Vec<f64>,
+    pub energy_ratios: Vec<f64>,
+}
+
+impl Diff {
+    pub fn median(v: &[f64]) -> f64 {
+        let mut s = v.to_vec();
+        s.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        if s.is_empty() { f64::NAN } else { s[s.len() / 2] }
+    }
+    /// Fraction of latency ratios within `tol` of 1.
+    pub fn within(&self, tol: f64) -> f64 {
+        self.latency_ratios.iter().filter(|r| (**r - 1.0).abs() <= tol).count() as f64 / self.latency_ratios.len().max(1) as f64
+    }
+}
+
+/// Compare our LUT with theirs, pointwise and depthwise separately. Our entries for a shape and bits
+/// differ only by output bits under the reference model; the one stored at the layer's own
+/// activation bits is used.
+pub fn diff(lut: &Lut, theirs: &[Theirs]) -> [Diff; 2] {
+    let ours: BTreeMap<String, &Entry> = lut.entries.values().filter(|e| e.key.out_bits == e.key.a_bits).map(|e| (e.key.apq_key(), e)).collect();
+    let mut out = [("pointwise", false), ("depthwise", true)].map(|(kind, _)| Diff { kind, theirs: 0, matched: 0, latency_ratios: Vec::new(), energy_ratios: Vec::new() });
+    for t in theirs {
+        let d = &mut out[t.depthwise as usize];
+        d.theirs += 1;
+        if let Some(e) = ours.get(&t.key) {
+            d.matched += 1;
+            d.latency_ratios.push(e.latency_ms / t.latency_ms);
+            if let Some(en) = e.energy_mj {
+                d.energy_ratios.push(en / t.energy_mj);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Space {
+        Space::from_toml(
+            r#"
+name = "tiny"
+input_size = 8
+input_channels = 1
+kernels = [3, 5]
+expand_min = 2.0
+expand_max = 3.0
+channel_step = 8
+bits = [4, 8]
+[stem]
+out_channels = 8
+kernel = 3
+stride = 1
+bits = 8
+[[stages]]
+width = 8
+stride = 2
+depths = [1, 2]
+[head]
+feature_mix = 0
+classes = 10
+bits = 8
+"#,
+            "tiny",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn enumeration_counts_on_a_tiny_space() {
+        let s = tiny();
+        // Slots: block 0 (Cin 8, 8x8, stride 2), block 1 (Cin 8, 4x4, stride 1); middle channels 16 or 24.
+        let slots = s.slots();
+        assert_eq!(slots.len(), 2);
+        assert_eq!(slots[0].mids, vec![16, 24]);
+        let keys = enumerate(&s);
+        // Per slot and middle width: expand 2x2 bits x 2 consumer bits = 8 and depthwise 2 kernels x 4
+        // x 2 = 16, for both slots (their input sizes differ): 2 x 2 x 24 = 96. Project: 4 bit pairs x
+        // 2 consumer bits (the head's 8 is one of the block bits) = 8 per width, and both slots' projects
+        // are the same 4x4 layers: 16. Stem (consumer: any expand bits) 2, classifier 1.
+        assert_eq!(keys.len(), 96 + 16 + 2 + 1);
+        // Every layer of random architectures is enumerated.
+        let mut seed = 1;
+        for _ in 0..200 {
+            let a = Arch::random(&s, &mut seed);
+            for k in arch_keys(&s, &a, 1) {
+                assert!(keys.contains(&k), "{k:?}");
+            }
+        }
+    }
+}
