@@ -324,3 +324,112 @@ pub fn paper(hw: &HwArgs, out: Option<&Path>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub fn lut_build(space: &str, hw: &HwArgs, model: Option<&str>, objective: &str, batch: u32, out: &Path) -> anyhow::Result<()> {
+    use bitfusion_search::lut::{BuildSpec, build_lut};
+    use bitfusion_search::space::Space;
+    let space = Space::load(space)?;
+    let config = load(hw)?;
+    let model = match model {
+        Some(m) => m.parse::<CostModelName>().map_err(|e| anyhow!("--model: {e}"))?,
+        None => config.models.cost,
+    };
+    let objective: Objective = objective.parse().map_err(|e| anyhow!("--objective: {e}"))?;
+    if batch == 0 {
+        bail!("--batch: must be at least 1");
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} layers, ETA {eta}")
+            .map_err(|e| anyhow!("progress bar: {e}"))?,
+    );
+    let progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let started = std::time::Instant::now();
+    let spec = BuildSpec { space: &space, hw: &config, model, objective, batch };
+    let (_, s) = build_lut(&spec, out, &progress)?;
+    bar.finish_and_clear();
+    eprintln!(
+        "LUT of space '{}' on '{}' ({} model, batch {batch}): {} entries ({} resumed, {} simulated) in {:.1} s; wrote {}",
+        space.name,
+        config.name,
+        model.as_str(),
+        s.entries,
+        s.resumed,
+        s.simulated,
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}
+
+pub fn lut_export(lut: &Path, csv: &Path) -> anyhow::Result<()> {
+    let l = bitfusion_search::lut::Lut::load(lut)?;
+    write(csv, &bitfusion_search::lut::export_csv(&l))?;
+    eprintln!("wrote {} ({} entries)", csv.display(), l.entries.len());
+    Ok(())
+}
+
+pub fn lut_query(lut: &Path, arch: &str, hw: Option<&str>, set: &[String]) -> anyhow::Result<()> {
+    use bitfusion_search::arch::Arch;
+    let l = bitfusion_search::lut::Lut::load(lut)?;
+    if let Some(h) = hw {
+        l.check_hw(&load_hw(h, set)?)?;
+    }
+    let text = if Path::new(arch).exists() { std::fs::read_to_string(arch)? } else { arch.to_string() };
+    let a = Arch::parse(&text, &l.header.space)?;
+    let (entries, lat, en) = l.cost(&a)?;
+    let layers = a.layers(&l.header.space, l.header.batch);
+    println!("{:<22} {:<38} {:>7} {:>12} {:>12}", "layer", "key", "out", "latency_ms", "energy_mJ");
+    for (e, layer) in entries.iter().zip(&layers) {
+        println!(
+            "{:<22} {:<38} {:>7} {:>12.6} {:>12}",
+            layer.name,
+            e.key.apq_key(),
+            e.key.out_bits,
+            e.latency_ms,
+            e.energy_mj.map(|x| format!("{x:.6}")).unwrap_or_else(|| "n/a".into())
+        );
+    }
+    println!("total: {lat:.6} ms, {} mJ ({} layers)", en.map(|x| format!("{x:.6}")).unwrap_or_else(|| "n/a".into()), entries.len());
+    Ok(())
+}
+
+pub fn lut_check(lut: &Path, samples: usize, seed: u64) -> anyhow::Result<bool> {
+    let l = bitfusion_search::lut::Lut::load(lut)?;
+    let checks = bitfusion_search::lut::check(&l, samples, seed)?;
+    let worst_lat = checks.iter().map(|c| c.latency_error()).fold(0.0, f64::max);
+    let worst_en = checks.iter().filter_map(|c| c.energy_error()).fold(0.0, f64::max);
+    for c in checks.iter().take(5) {
+        println!("{:.6} ms (LUT) vs {:.6} ms (simulated): {}", c.lut_latency_ms, c.sim_latency_ms, c.arch);
+    }
+    println!(
+        "{} random architectures: largest relative error {:.2e} in latency, {:.2e} in energy (the LUT is additive: layers run one after another)",
+        checks.len(),
+        worst_lat,
+        worst_en
+    );
+    Ok(worst_lat < 1e-9 && worst_en < 1e-9)
+}
+
+pub fn lut_diff(ours: &Path, theirs: &Path) -> anyhow::Result<()> {
+    use bitfusion_search::lut::{Diff, diff, read_apq_csv};
+    let l = bitfusion_search::lut::Lut::load(ours)?;
+    let t = read_apq_csv(theirs)?;
+    println!("ours: {} ({} model, batch {}, '{}'); theirs: {}", ours.display(), l.header.model, l.header.batch, l.header.hw_name, theirs.display());
+    for d in diff(&l, &t) {
+        println!(
+            "{}: {} of their {} entries found in ours; latency ours/theirs median {:.3}, {:.0}% within 1%, {:.0}% within 5%; energy median {:.3}",
+            d.kind,
+            d.matched,
+            d.theirs,
+            Diff::median(&d.latency_ratios),
+            100.0 * d.within(0.01),
+            100.0 * d.within(0.05),
+            Diff::median(&d.energy_ratios)
+        );
+    }
+    Ok(())
+}

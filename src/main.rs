@@ -112,6 +112,11 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Latency/energy lookup tables of a search space's layers.
+    Lut {
+        #[command(subcommand)]
+        what: LutCommand,
+    },
     /// Draw charts (PNG and SVG).
     Plot {
         #[command(subcommand)]
@@ -126,6 +131,56 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum LutCommand {
+    /// Simulate every distinct layer any architecture of the space can contain (resumes an
+    /// interrupted build from OUT.partial).
+    Build {
+        /// A preset space (apq, apq-wide-bits, micro) or a space TOML file.
+        #[arg(long)]
+        space: String,
+        #[command(flatten)]
+        hw: HwArgs,
+        /// Cost model: cycle or reference (default: the config's [models] cost).
+        #[arg(long)]
+        model: Option<String>,
+        /// Mapping objective of the cycle model: cycles, energy or edp.
+        #[arg(long, default_value = "cycles")]
+        objective: String,
+        #[arg(long, default_value_t = 1)]
+        batch: u32,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write the LUT as CSV, one row per entry.
+    Export {
+        lut: PathBuf,
+        #[arg(long)]
+        csv: PathBuf,
+    },
+    /// Per-layer and total latency/energy of an architecture (canonical text or JSON).
+    Query {
+        lut: PathBuf,
+        #[arg(long)]
+        arch: String,
+        /// Refuse the LUT unless it was built for this hardware config.
+        #[arg(long)]
+        hw: Option<String>,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Simulate random whole architectures and report the LUT's error against them.
+    Check {
+        lut: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        samples: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Compare with another LUT in APQ's flat CSV format (ratios ours/theirs, pointwise and depthwise).
+    Diff { ours: PathBuf, theirs: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -176,6 +231,15 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             commands::plot_sweep(&dir, bitfusion_plots::SweepPlotOptions { x, y, workload, precision }).map(|_| true)
         }
         Command::Paper { hw, out } => commands::paper(&hw, out.as_deref()).map(|_| true),
+        Command::Lut { what } => match what {
+            LutCommand::Build { space, hw, model, objective, batch, out } => {
+                commands::lut_build(&space, &hw, model.as_deref(), &objective, batch, &out).map(|_| true)
+            }
+            LutCommand::Export { lut, csv } => commands::lut_export(&lut, &csv).map(|_| true),
+            LutCommand::Query { lut, arch, hw, set } => commands::lut_query(&lut, &arch, hw.as_deref(), &set).map(|_| true),
+            LutCommand::Check { lut, samples, seed } => commands::lut_check(&lut, samples, seed),
+            LutCommand::Diff { ours, theirs } => commands::lut_diff(&ours, &theirs).map(|_| true),
+        },
     }
 }
 

@@ -501,6 +501,10 @@ pub fn read_apq_csv(path: &Path) -> Result<Vec<Theirs>, LutError> {
     for rec in rdr.records() {
         let rec = rec.map_err(|e| err(format!("{origin}: {}", e.to_string().replace('\n', " "))))?;
         let line = rec.position().map_or(0, |p| p.line());
+        // APQ's head and tail totals (whole fixed sub-networks) have no layer shape.
+        if h.iter().position(|x| x == "kind").is_some_and(|k| matches!(&rec[k], "head" | "tail")) {
+            continue;
+        }
         let v = |i: usize| -> Result<f64, LutError> {
             rec[idx[i]].parse::<f64>().map_err(|_| err(format!("{origin}:{line}: column '{}': '{}' is not a number", need[i], &rec[idx[i]])))
         };
