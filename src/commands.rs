@@ -433,3 +433,42 @@ pub fn lut_diff(ours: &Path, theirs: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub fn space(name: &str, random: usize, seed: u64) -> anyhow::Result<()> {
+    use bitfusion_search::arch::Arch;
+    use bitfusion_search::space::Space;
+    let s = Space::load(name)?;
+    println!("space '{}': {}", s.name, s.description);
+    println!("input {}x{}x{}, kernels {:?}, bits {:?} (pw_w, pw_a, dw_w, dw_a each)", s.input_size, s.input_size, s.input_channels, s.kernels, s.bits);
+    println!("{:<6} {:<6} {:>5} {:>5} {:>6} {:>7}  middle channels", "stage", "block", "in", "out", "size", "stride");
+    for sl in s.slots() {
+        println!(
+            "{:<6} {:<6} {:>5} {:>5} {:>6} {:>7}  {} choices, {}..{}",
+            sl.stage,
+            sl.index,
+            sl.in_channels,
+            sl.out_channels,
+            sl.in_size,
+            sl.stride,
+            sl.mids.len(),
+            sl.mids.first().copied().unwrap_or(0),
+            sl.mids.last().copied().unwrap_or(0)
+        );
+    }
+    let a = Arch::random(&s, &mut seed.clone());
+    let (arch, bits) = a.encode(&s);
+    println!(
+        "encoding: {} dims ({} architecture + {} bits); distinct layers (LUT entries): {}",
+        arch.len() + bits.len(),
+        arch.len(),
+        bits.len(),
+        bitfusion_search::lut::enumerate(&s).len()
+    );
+    let mut state = seed;
+    for _ in 0..random {
+        let a = Arch::random(&s, &mut state);
+        let macs: u64 = a.layers(&s, 1).iter().map(|l| l.macs()).sum();
+        println!("{} ({:.1} MMACs)", a.to_text(), macs as f64 / 1e6);
+    }
+    Ok(())
+}

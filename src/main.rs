@@ -112,6 +112,15 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Describe a search space (preset or file) and print random architectures of it.
+    Space {
+        space: String,
+        /// Print this many seeded random architectures in canonical form.
+        #[arg(long, default_value_t = 0)]
+        random: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Latency/energy lookup tables of a search space's layers.
     Lut {
         #[command(subcommand)]
@@ -231,6 +240,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             commands::plot_sweep(&dir, bitfusion_plots::SweepPlotOptions { x, y, workload, precision }).map(|_| true)
         }
         Command::Paper { hw, out } => commands::paper(&hw, out.as_deref()).map(|_| true),
+        Command::Space { space, random, seed } => commands::space(&space, random, seed).map(|_| true),
         Command::Lut { what } => match what {
             LutCommand::Build { space, hw, model, objective, batch, out } => {
                 commands::lut_build(&space, &hw, model.as_deref(), &objective, batch, &out).map(|_| true)
