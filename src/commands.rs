@@ -29,6 +29,14 @@ fn workload(layers: Option<&Path>, net: Option<&str>) -> anyhow::Result<Vec<Laye
     }
 }
 
+/// A progress bar with elapsed time and ETA, counting `unit`.
+fn progress_bar(unit: &str) -> anyhow::Result<indicatif::ProgressBar> {
+    let bar = indicatif::ProgressBar::new(0);
+    let template = format!("{{spinner}} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} {unit}, ETA {{eta}}");
+    bar.set_style(indicatif::ProgressStyle::with_template(&template).map_err(|e| anyhow!("progress bar: {e}"))?);
+    Ok(bar)
+}
+
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     write_atomic(path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }
@@ -220,11 +228,7 @@ pub fn sweep(spec: &Path, out: &Path, shard: Option<&str>, threads: Option<usize
     use bitfusion_simulator::sweep::{self, Shard, Sweep};
     let shard = shard.map(|s| s.parse::<Shard>().map_err(|e| anyhow!(e))).transpose()?;
     let sw = Sweep::from_file(spec)?;
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} rows, ETA {eta}")
-            .map_err(|e| anyhow!("progress bar: {e}"))?,
-    );
+    let bar = progress_bar("rows")?;
     let progress = |done: usize, total: usize| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
@@ -338,11 +342,7 @@ pub fn lut_build(space: &str, hw: &HwArgs, model: Option<&str>, objective: &str,
     if batch == 0 {
         bail!("--batch: must be at least 1");
     }
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} layers, ETA {eta}")
-            .map_err(|e| anyhow!("progress bar: {e}"))?,
-    );
+    let bar = progress_bar("layers")?;
     let progress = |done: usize, total: usize| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
