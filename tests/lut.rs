@@ -163,3 +163,30 @@ fn reference_lut_matches_apqs_published_pointwise_entries() {
     // Depthwise: their treatment is unpublished; ours (groups ignored, like the original) is reported.
     assert_eq!(dw.matched, dw.theirs);
 }
+
+#[test]
+fn space_and_diff_errors_are_one_line() {
+    let dir = scratch("errors");
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_bitfusion")).args(args).output().unwrap();
+    let o = run(&["space", "nope"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("nope: no such file, and not a preset space (presets: apq, apq-wide-bits, micro)"), "{e}");
+    let bad_space = dir.join("bad.toml");
+    std::fs::write(&bad_space, SMALL.replace("kernels = [3, 5]", "kernels = [2]")).unwrap();
+    let o = run(&["space", bad_space.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("kernels = [2]: give odd kernel sizes"));
+    // A LUT to diff against a malformed table.
+    let space = Space::from_toml(SMALL, "small").unwrap();
+    let hw = load_hw("bitfusion-isca2018", &[]).unwrap();
+    let out = dir.join("small.lut");
+    let spec = BuildSpec { space: &space, hw: &hw, model: CostModelName::Reference, objective: Objective::Cycles, batch: 1 };
+    build_lut(&spec, &out, &quiet).unwrap();
+    let theirs = dir.join("theirs.csv");
+    std::fs::write(&theirs, "kind,in_channels,out_channels\nconv,1,2\n").unwrap();
+    let o = run(&["lut", "diff", out.to_str().unwrap(), theirs.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("theirs.csv:1: missing column 'input_size'"), "{e}");
+    std::fs::write(&theirs, "kind,in_channels,out_channels,input_size,kernel_size,stride,padding,groups,w_bits,a_bits,latency_ms,energy_mJ\nconv,8,x,16,1,1,0,1,8,8,0.1,0.2\n").unwrap();
+    let o = run(&["lut", "diff", out.to_str().unwrap(), theirs.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("theirs.csv:2: column 'out_channels': 'x' is not a number"));
+}
