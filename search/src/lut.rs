@@ -138,10 +138,11 @@ pub fn enumerate(space: &Space) -> BTreeSet<LayerKey> {
     let slots = space.slots();
     let last_stage = space.stages.len() - 1;
     for sl in &slots {
-        // The project's consumer: the next block's expand (any bits) or, in the last stage, the head.
+        // The project's consumer: the next block's expand (any bits) or, in the last stage, the head
+        // (its feature mix or classifier, both at the head's bits).
         let mut project_outs: Vec<u32> = bits.clone();
         if sl.stage == last_stage {
-            project_outs.push(if head.feature_mix > 0 { head.bits } else { head.bits });
+            project_outs.push(head.bits);
         }
         let out_size = Space::after(sl.in_size, 1, sl.stride);
         for &mid in &sl.mids {

@@ -895,6 +895,30 @@ impl CostModel for CycleModel {
     }
 }
 
+/// Simulate layers with the cycle model and return their Chrome trace (layers laid end to end);
+/// each layer's outputs are stored at the next layer's activation bits.
+pub fn trace_layers(model: &CycleModel, layers: &[Layer]) -> Result<serde_json::Value, SimError> {
+    use rayon::prelude::*;
+    let runs: Vec<(Vec<TileStep>, Timeline, String)> = layers
+        .par_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let out_bits = layers.get(i + 1).map_or(l.a_bits, |n| n.a_bits);
+            let (_, p, m) = model.simulate_detailed(l, Some(out_bits))?;
+            let steps: Vec<TileStep> = schedule(&p, &m).collect();
+            let tl = timeline(&p, steps.iter().copied(), true);
+            Ok((steps, tl, l.name.clone()))
+        })
+        .collect::<Result<_, SimError>>()?;
+    let mut events = Vec::new();
+    let mut offset = 0;
+    for (i, (steps, tl, name)) in runs.iter().enumerate() {
+        events.extend(crate::trace::layer_events(i, name, steps, tl, offset, model.hw.frequency_mhz));
+        offset += tl.end;
+    }
+    Ok(crate::trace::document(events))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1012,28 +1036,4 @@ mod tests {
             prop_assert!(e1 <= e0 * (1.0 + 1e-12), "{e1} > {e0}");
         }
     }
-}
-
-/// Simulate layers with the cycle model and return their Chrome trace (layers laid end to end);
-/// each layer's outputs are stored at the next layer's activation bits.
-pub fn trace_layers(model: &CycleModel, layers: &[Layer]) -> Result<serde_json::Value, SimError> {
-    use rayon::prelude::*;
-    let runs: Vec<(Vec<TileStep>, Timeline, String)> = layers
-        .par_iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let out_bits = layers.get(i + 1).map_or(l.a_bits, |n| n.a_bits);
-            let (_, p, m) = model.simulate_detailed(l, Some(out_bits))?;
-            let steps: Vec<TileStep> = schedule(&p, &m).collect();
-            let tl = timeline(&p, steps.iter().copied(), true);
-            Ok((steps, tl, l.name.clone()))
-        })
-        .collect::<Result<_, SimError>>()?;
-    let mut events = Vec::new();
-    let mut offset = 0;
-    for (i, (steps, tl, name)) in runs.iter().enumerate() {
-        events.extend(crate::trace::layer_events(i, name, steps, tl, offset, model.hw.frequency_mhz));
-        offset += tl.end;
-    }
-    Ok(crate::trace::document(events))
 }
