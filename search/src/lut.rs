@@ -375,13 +375,11 @@ pub fn build_lut(spec: &BuildSpec, out: &Path, progress: &(dyn Fn(usize, usize) 
     let keys = enumerate(spec.space);
     let partial = partial_path(out);
     let mut done: BTreeMap<LayerKey, Entry> = BTreeMap::new();
-    if partial.exists() {
-        if let Ok(prev) = Lut::load(&partial) {
-            if prev.header == header {
+    if partial.exists()
+        && let Ok(prev) = Lut::load(&partial)
+            && prev.header == header {
                 done = prev.entries.into_iter().filter(|(k, _)| keys.contains(k)).collect();
             }
-        }
-    }
     let resumed = done.len();
     let todo: Vec<LayerKey> = keys.iter().copied().filter(|k| !done.contains_key(k)).collect();
     let model: Box<dyn CostModel> = build(spec.hw, Some(spec.model), spec.objective);

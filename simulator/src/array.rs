@@ -163,7 +163,7 @@ impl Stream {
     /// Which window's result column `col` shows in `cycle`, if any.
     pub fn window_of_result(&self, cycle: u64, n: usize, col: usize) -> Option<u64> {
         let base = self.start + self.t + n as u64 + col as u64;
-        (cycle >= base && (cycle - base) % self.t == 0 && (cycle - base) / self.t < self.windows).then(|| (cycle - base) / self.t)
+        (cycle >= base && (cycle - base).is_multiple_of(self.t) && (cycle - base) / self.t < self.windows).then(|| (cycle - base) / self.t)
     }
 }
 

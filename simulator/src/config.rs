@@ -332,7 +332,7 @@ impl HwConfig {
                 format!("array.brick_bits = {} must be a power of two (1, 2, 4 or 8)", array.brick_bits),
             ));
         }
-        if array.fusion_bits % array.brick_bits != 0 || !(array.fusion_bits / array.brick_bits).is_power_of_two() {
+        if !array.fusion_bits.is_multiple_of(array.brick_bits) || !(array.fusion_bits / array.brick_bits).is_power_of_two() {
             return Err(ConfigError::new(
                 o,
                 format!(
@@ -341,7 +341,7 @@ impl HwConfig {
                 ),
             ));
         }
-        if array.operand_word_bits() % 8 != 0 {
+        if !array.operand_word_bits().is_multiple_of(8) {
             return Err(ConfigError::new(
                 o,
                 format!(

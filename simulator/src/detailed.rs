@@ -465,12 +465,11 @@ pub fn run_with(model: &CycleModel, layer: &Layer, p: &Problem, m: &Mapping, dat
                     obuf_pending[steps[t - 1].halves[2] as usize] += 1;
                     queue.push_back(Queued { tile: t - 1, kind: x.kind, bus_bits: x.bus_bits, sram_words: x.sram_words, earliest: 0, after_ready_of: Some(t - 1), half_free: 0 });
                 }
-                if t + 1 == nt {
-                    if let Some(x) = s.store {
+                if t + 1 == nt
+                    && let Some(x) = s.store {
                         obuf_pending[s.halves[2] as usize] += 1;
                         queue.push_back(Queued { tile: t, kind: x.kind, bus_bits: x.bus_bits, sram_words: x.sram_words, earliest: 0, after_ready_of: Some(t), half_free: 0 });
                     }
-                }
                 next_tile += 1;
             }
         }
@@ -530,8 +529,8 @@ pub fn run_with(model: &CycleModel, layer: &Layer, p: &Problem, m: &Mapping, dat
                 break;
             }
         }
-        if let Some(end) = finish {
-            if active.is_none() && queue.is_empty() && next_tile == nt {
+        if let Some(end) = finish
+            && active.is_none() && queue.is_empty() && next_tile == nt {
                 let last = nt - 1;
                 let fill_drain = ready[last] - ce[last];
                 stall_write += end - ready[last];
@@ -556,7 +555,6 @@ pub fn run_with(model: &CycleModel, layer: &Layer, p: &Problem, m: &Mapping, dat
                     compute: cs.iter().zip(&ce).map(|(a, b)| (*a, *b)).collect(),
                 });
             }
-        }
         // (d) The feeder drives the array for this cycle: one IBUF word per row with data.
         act.fill(None);
         for (row, a) in act.iter_mut().enumerate() {

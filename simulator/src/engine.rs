@@ -568,8 +568,8 @@ pub fn timeline_until(p: &Problem, steps: impl IntoIterator<Item = TileStep>, re
         if let Some(nx) = &next {
             loads_done = run_loads(t + 1, nx, start, &mut dma_free, &free_from, &mut tl);
         }
-        if let Some((ps, pend)) = &prev {
-            if let Some(x) = &ps.store {
+        if let Some((ps, pend)) = &prev
+            && let Some(x) = &ps.store {
                 let st = dma_free.max(ready_cycle(p, ps, *pend));
                 dma_free = st + x.cycles;
                 tl.dram_write += x.bus_bits;
@@ -579,7 +579,6 @@ pub fn timeline_until(p: &Problem, steps: impl IntoIterator<Item = TileStep>, re
                 }
                 obuf_free[ps.halves[2] as usize] = dma_free;
             }
-        }
         match next {
             Some(nx) => {
                 let out_ok = if nx.new_out { obuf_free[nx.halves[2] as usize] } else { 0 };
@@ -823,11 +822,10 @@ impl CycleModel {
             // tighter bound (the first tile's loads and the last store exactly), then the timeline,
             // given up as soon as it is provably slower.
             let cutoff = best.filter(|_| cycles_first).map(|b| b.cycles);
-            if let Some(limit) = cutoff {
-                if edge_bound(p, m) > limit {
+            if let Some(limit) = cutoff
+                && edge_bound(p, m) > limit {
                     return None;
                 }
-            }
             self.evaluate_until(p, m, cutoff).map(|e| Score { cycles: e.cycles, energy_nj: e.energy.map_or(0.0, |x| x.total().get()) })
         };
         let (m, _, evaluated) = mapping::search(&cands, self.objective, lower, exact)?;

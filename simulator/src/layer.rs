@@ -206,7 +206,7 @@ impl Layer {
                 if self.pad >= self.kernel && self.pad > 0 {
                     return Err(bad("pad", format!("pad {} must be smaller than the kernel {}", self.pad, self.kernel)));
                 }
-                if self.in_channels % self.groups != 0 || self.out_channels % self.groups != 0 {
+                if !self.in_channels.is_multiple_of(self.groups) || !self.out_channels.is_multiple_of(self.groups) {
                     return Err(bad(
                         "groups",
                         format!(

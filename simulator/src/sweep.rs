@@ -691,11 +691,10 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, SweepError> {
         }
         for r in rs {
             let key = format!("{}|{}|{}", r["point"], r["workload"], r["precision"]);
-            if let Some(prev) = rows.get(&key) {
-                if *prev != r {
+            if let Some(prev) = rows.get(&key)
+                && *prev != r {
                     return Err(err(format!("{}: row {key} differs from the same row in another directory", d.display())));
                 }
-            }
             rows.insert(key, r);
         }
         let (_, ls) = read_rows(&d.join("layers.csv"))?;
