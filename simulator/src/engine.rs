@@ -689,7 +689,7 @@ impl CycleModel {
             LayerKind::Conv => (layer.kernel as u64, layer.stride as u64, layer.pad as u64),
         };
         let g = layer.groups as u64;
-        Ok(Problem {
+        let mut p = Problem {
             batch: layer.batch as u64,
             in_c: layer.in_channels as u64,
             out_c: layer.out_channels as u64,
@@ -716,7 +716,10 @@ impl CycleModel {
                 latency_cycles: mem.dram_latency_cycles,
                 burst_bits: mem.dram_burst_bytes * 8,
             },
-        })
+            touched_input_bits: 0,
+        };
+        p.touched_input_bits = mapping::input_bits_touched(&p);
+        Ok(p)
     }
 
     /// Energy per active BitBrick-cycle, pJ.
@@ -792,7 +795,7 @@ impl CycleModel {
     /// Energy no mapping can go below at `cycles`: core bricks, leakage, and each tensor once through DRAM.
     fn energy_floor(&self, p: &Problem, cycles: u64) -> f64 {
         let tensors = p.out_c * p.cig * p.k * p.k * p.w_bits
-            + mapping::input_bits_touched(p)
+            + p.touched_input_bits
             + p.batch * p.out_h * p.out_w * p.out_c * p.out_bits;
         let c = Counters { dram_read: Bits(tensors), ..Counters::default() };
         self.energy(p, &c, cycles).map_or(0.0, |e| e.total().get())

@@ -129,6 +129,8 @@ pub struct Problem {
     /// Half of each buffer in bits (ping-pong): [wbuf, ibuf, obuf].
     pub half_bits: [u64; 3],
     pub dram: DramChannel,
+    /// Bits of the input tensor the layer reads at all ([`input_bits_touched`], kept for the bounds).
+    pub touched_input_bits: u64,
 }
 
 /// Partial sums and accumulator values are 32-bit.
@@ -409,7 +411,7 @@ pub fn lower_bound_cycles_with(p: &Problem, m: &Mapping, c: &Counts, busy: u64) 
     let bw = p.dram.bits_per_cycle;
     let lat = p.dram.latency_cycles;
     let w_bits = p.out_c * p.cig * p.k * p.k * p.w_bits;
-    let a_bits = input_bits_touched(p);
+    let a_bits = p.touched_input_bits;
     let o_bits = p.batch * p.out_h * p.out_w * p.out_c * p.out_bits;
     // Grouped layers' group blocks hold different input channels: inputs depend on O too (an
     // undercount when a group has several output-channel tiles, which keeps this a lower bound).
