@@ -387,12 +387,21 @@ pub fn build_lut(spec: &BuildSpec, out: &Path, progress: &(dyn Fn(usize, usize) 
     progress(resumed, total);
     let state = Mutex::new((done, Instant::now()));
     let flush = |entries: &BTreeMap<LayerKey, Entry>| Lut { header: header.clone(), entries: entries.clone() }.save(&partial);
-    todo.par_iter().try_for_each(|k| -> Result<(), LutError> {
-        let layer = k.layer(spec.batch);
-        let s = model.simulate_layer_with_output_bits(&layer, k.out_bits).map_err(|e| err(format!("{}: {e}", k.apq_key())))?;
-        let entry = Entry { key: *k, cycles: s.cycles.0, latency_ms: s.latency_ms, energy_mj: s.energy.map(|e| e.total().to_mj()) };
+    // Layers of one shape (differing in bits and output precision) are simulated together, in
+    // order: the model may start each variant's search from the previous one's result.
+    let mut groups: BTreeMap<LayerKey, Vec<LayerKey>> = BTreeMap::new();
+    for k in &todo {
+        groups.entry(LayerKey { out_bits: 0, w_bits: 0, a_bits: 0, ..*k }).or_default().push(*k);
+    }
+    let groups: Vec<Vec<LayerKey>> = groups.into_values().collect();
+    groups.par_iter().try_for_each(|g| -> Result<(), LutError> {
+        let variants: Vec<(Layer, u32)> = g.iter().map(|k| (k.layer(spec.batch), k.out_bits)).collect();
+        let stats = model.simulate_layer_variants(&variants).map_err(|e| err(format!("{}: {e}", g[0].apq_key())))?;
         let mut st = state.lock().map_err(|_| err("a LUT worker panicked"))?;
-        st.0.insert(*k, entry);
+        for (k, s) in g.iter().zip(stats) {
+            let entry = Entry { key: *k, cycles: s.cycles.0, latency_ms: s.latency_ms, energy_mj: s.energy.map(|e| e.total().to_mj()) };
+            st.0.insert(*k, entry);
+        }
         progress(st.0.len(), total);
         if st.1.elapsed() > Duration::from_millis(500) {
             flush(&st.0)?;

@@ -803,6 +803,16 @@ impl CycleModel {
 
     /// The best mapping of a problem under the model's objective.
     pub fn best_mapping(&self, p: &Problem) -> Option<(Mapping, Evaluation, usize, usize)> {
+        self.best_mapping_from(p, None)
+    }
+
+    /// [`Self::best_mapping`], starting the search from `seed` (a mapping that did well on a similar
+    /// problem) as the incumbent. The optimum found is the same; only ties may pick another mapping of
+    /// equal cycles and energy.
+    pub fn best_mapping_from(&self, p: &Problem, seed: Option<Mapping>) -> Option<(Mapping, Evaluation, usize, usize)> {
+        let initial = seed.filter(|m| mapping::fits(p, m)).and_then(|m| {
+            self.evaluate(p, &m).map(|e| (m, Score { cycles: e.cycles, energy_nj: e.energy.map_or(0.0, |x| x.total().get()) }))
+        });
         let cands = mapping::candidates(p);
         // Candidates differing only in loop order are adjacent and share their streaming cycles.
         let mut last: Option<(Mapping, Counts, u64)> = None;
@@ -831,18 +841,23 @@ impl CycleModel {
                 }
             self.evaluate_until(p, m, cutoff).map(|e| Score { cycles: e.cycles, energy_nj: e.energy.map_or(0.0, |x| x.total().get()) })
         };
-        let (m, _, evaluated) = mapping::search(&cands, self.objective, lower, exact)?;
+        let (m, _, evaluated) = mapping::search(&cands, self.objective, initial, lower, exact)?;
         let e = self.evaluate(p, &m)?;
         Some((m, e, cands.len(), evaluated))
     }
 
     /// Simulate a layer, returning the mapping and its schedule too.
     pub fn simulate_detailed(&self, layer: &Layer, out_bits: Option<u32>) -> Result<(LayerStats, Problem, Mapping), SimError> {
+        self.simulate_seeded(layer, out_bits, None)
+    }
+
+    /// [`Self::simulate_detailed`] with a mapping search seeded from `seed`.
+    pub fn simulate_seeded(&self, layer: &Layer, out_bits: Option<u32>, seed: Option<Mapping>) -> Result<(LayerStats, Problem, Mapping), SimError> {
         let mut p = self.problem(layer)?;
         if let Some(b) = out_bits {
             p.out_bits = b as u64;
         }
-        let (m, e, n_cands, evaluated) = self.best_mapping(&p).ok_or_else(|| {
+        let (m, e, n_cands, evaluated) = self.best_mapping_from(&p, seed).ok_or_else(|| {
             SimError::new(
                 layer,
                 format!(
@@ -893,6 +908,19 @@ impl CostModel for CycleModel {
 
     fn simulate_layer_with_output_bits(&self, layer: &Layer, out_bits: u32) -> Result<LayerStats, SimError> {
         self.simulate_detailed(layer, Some(out_bits)).map(|(s, _, _)| s)
+    }
+
+    fn simulate_layer_variants(&self, variants: &[(Layer, u32)]) -> Result<Vec<LayerStats>, SimError> {
+        // Each variant's search starts from the previous variant's best mapping.
+        let mut seed = None;
+        variants
+            .iter()
+            .map(|(layer, b)| {
+                let (s, _, m) = self.simulate_seeded(layer, Some(*b), seed)?;
+                seed = Some(m);
+                Ok(s)
+            })
+            .collect()
     }
 }
 

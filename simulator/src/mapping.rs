@@ -489,12 +489,19 @@ pub struct Score {
 }
 
 /// Branch and bound over the candidates: rank by `lower` (a lower bound on the objective key),
-/// evaluate exactly with `exact` in that order, stop when no remaining bound can beat the best.
+/// evaluate exactly with `exact` in that order, stop when no remaining bound can beat the best
+/// (starting from `initial`, an already evaluated mapping, if given).
 /// Returns the best mapping, its score, and how many mappings were evaluated exactly.
 ///
 /// `exact` also receives the best score so far: it may give up (return `None`) on a mapping it can
 /// prove to be worse, which never changes the result.
-pub fn search<L, E>(cands: &[Mapping], objective: Objective, mut lower: L, mut exact: E) -> Option<(Mapping, Score, usize)>
+pub fn search<L, E>(
+    cands: &[Mapping],
+    objective: Objective,
+    initial: Option<(Mapping, Score)>,
+    mut lower: L,
+    mut exact: E,
+) -> Option<(Mapping, Score, usize)>
 where
     L: FnMut(&Mapping) -> (f64, f64),
     E: FnMut(&Mapping, Option<Score>) -> Option<Score>,
@@ -502,7 +509,9 @@ where
     // A min-heap on (bound, index): only the candidates actually visited are ever ordered.
     let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<Ranked>> =
         cands.iter().enumerate().map(|(i, m)| std::cmp::Reverse(Ranked(lower(m), i))).collect();
-    let mut best: Option<(Mapping, Score, (f64, f64))> = None;
+    // A known mapping's exact score (e.g. the best of a similar layer) tightens the pruning from the start.
+    let mut best: Option<(Mapping, Score, (f64, f64))> =
+        initial.map(|(m, s)| (m, s, objective.key(s.cycles as f64, s.energy_nj)));
     let mut evaluated = 0;
     while let Some(std::cmp::Reverse(Ranked(bound, i))) = heap.pop() {
         if let Some((_, _, key)) = &best {

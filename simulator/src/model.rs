@@ -47,6 +47,11 @@ pub trait CostModel: Send + Sync {
         let _ = out_bits;
         self.simulate_layer(layer)
     }
+    /// Simulate variants of one layer shape (other bits, other output precisions) in order; models
+    /// may share work between consecutive variants, never changing any result.
+    fn simulate_layer_variants(&self, variants: &[(Layer, u32)]) -> Result<Vec<LayerStats>, SimError> {
+        variants.iter().map(|(l, b)| self.simulate_layer_with_output_bits(l, *b)).collect()
+    }
 }
 
 /// Build the cost model named `name` (or the config's `[models] cost`) for `hw`; `objective` is the
