@@ -784,9 +784,13 @@ impl CycleModel {
         })
     }
 
-    /// A lower bound on (cycles, energy) of a mapping, for the search, from its streaming cycles.
-    fn lower_bound(&self, p: &Problem, m: &Mapping, c: &Counts, busy: u64) -> (f64, f64) {
-        let cycles = mapping::lower_bound_cycles_with(p, m, c, busy);
+    /// A lower bound on (cycles, energy) of a mapping, for the search, from its tiling's bound.
+    fn lower_bound(&self, p: &Problem, m: &Mapping, base: &mapping::BaseBound) -> (f64, f64) {
+        self.key_bound(p, mapping::lower_bound_cycles_with(p, m, base))
+    }
+
+    /// The objective key's bound at a cycles bound.
+    fn key_bound(&self, p: &Problem, cycles: u64) -> (f64, f64) {
         // Under the cycles objective the search only compares the primary bound.
         let energy = if self.objective == Objective::Cycles { 0.0 } else { self.energy_floor(p, cycles) };
         self.objective.key(cycles as f64, energy)
@@ -814,21 +818,16 @@ impl CycleModel {
             self.evaluate(p, &m).map(|e| (m, Score { cycles: e.cycles, energy_nj: e.energy.map_or(0.0, |x| x.total().get()) }))
         });
         let cands = mapping::candidates(p);
-        // Candidates differing only in loop order are adjacent and share their streaming cycles.
-        let mut last: Option<(Mapping, Counts, u64)> = None;
-        let lower = |m: &Mapping| {
-            let base = Mapping { order: mapping::ORDERS[0], ..*m };
-            let (c, busy) = match last {
-                Some((b, c, busy)) if b == base => (c, busy),
-                _ => {
-                    let c = Counts::of(p, m);
-                    let busy = mapping::busy_total(p, m, &c);
-                    last = Some((base, c, busy));
-                    (c, busy)
-                }
-            };
-            self.lower_bound(p, m, &c, busy)
+        // Candidates differing only in loop order form a group sharing their tiling's bound.
+        let bases = std::cell::RefCell::new(Vec::<mapping::BaseBound>::new());
+        let lower_base = |g: usize, m: &Mapping| {
+            let b = mapping::BaseBound::of(p, m);
+            let mut v = bases.borrow_mut();
+            debug_assert_eq!(v.len(), g);
+            v.push(b);
+            self.key_bound(p, b.array)
         };
+        let lower = |g: usize, m: &Mapping| self.lower_bound(p, m, &bases.borrow()[g]);
         let cycles_first = self.objective == Objective::Cycles;
         let exact = |m: &Mapping, best: Option<Score>| {
             // Under the cycles objective a mapping slower than the best so far cannot win: first a
@@ -841,7 +840,7 @@ impl CycleModel {
                 }
             self.evaluate_until(p, m, cutoff).map(|e| Score { cycles: e.cycles, energy_nj: e.energy.map_or(0.0, |x| x.total().get()) })
         };
-        let (m, _, evaluated) = mapping::search(&cands, self.objective, initial, lower, exact)?;
+        let (m, _, evaluated) = mapping::search(&cands, self.objective, initial, lower_base, lower, exact)?;
         let e = self.evaluate(p, &m)?;
         Some((m, e, cands.len(), evaluated))
     }
@@ -981,8 +980,7 @@ mod tests {
                 assert!(lb <= e.cycles, "{}: {} lb {lb} > exact {}", l.name, c.describe(), e.cycles);
                 let eb = edge_bound(&p, c);
                 assert!(eb <= e.cycles, "{}: {} edge bound {eb} > exact {}", l.name, c.describe(), e.cycles);
-                let cnt = Counts::of(&p, c);
-                let (e_lb, _) = energy_model.lower_bound(&p, c, &cnt, mapping::busy_total(&p, c, &cnt));
+                let (e_lb, _) = energy_model.lower_bound(&p, c, &mapping::BaseBound::of(&p, c));
                 let exact_e = e.energy.unwrap().total().get();
                 assert!(e_lb <= exact_e * (1.0 + 1e-12), "{}: {} energy bound {e_lb} > exact {exact_e}", l.name, c.describe());
             }

@@ -401,13 +401,39 @@ pub fn transfers(order: &[Loop; 3], c: &Counts, deps: &[Loop]) -> u64 {
 /// streaming, the drain, the last store) and the DMA (every transfer's latency plus every tensor at
 /// its reload factor, without halos or burst rounding).
 pub fn lower_bound_cycles(p: &Problem, m: &Mapping) -> u64 {
-    let c = Counts::of(p, m);
-    lower_bound_cycles_with(p, m, &c, busy_total(p, m, &c))
+    lower_bound_cycles_with(p, m, &BaseBound::of(p, m))
 }
 
-/// [`lower_bound_cycles`] with the tile counts and total streaming cycles already known.
-pub fn lower_bound_cycles_with(p: &Problem, m: &Mapping, c: &Counts, busy: u64) -> u64 {
-    let c = *c;
+/// The order-independent part of a tiling's bound: computed once for all its loop orders.
+#[derive(Clone, Copy, Debug)]
+pub struct BaseBound {
+    pub counts: Counts,
+    /// Streaming cycles of all tiles.
+    pub busy: u64,
+    /// The array path: the first tile's loads, all streaming, the shortest drain, the last store.
+    /// No loop order changes it, so it bounds every order of the tiling.
+    pub array: u64,
+}
+
+impl BaseBound {
+    pub fn of(p: &Problem, m: &Mapping) -> BaseBound {
+        let counts = Counts::of(p, m);
+        let busy = busy_total(p, m, &counts);
+        let bw = p.dram.bits_per_cycle;
+        let first_w = m.groups_per_pass.min(p.groups) * m.oc * m.kh * p.k * m.ic * p.w_bits;
+        let (_, rows) = input_span(0, m.oh, 0, m.kh, p.stride, p.pad, p.in_h);
+        let (_, cols) = input_span(0, m.ow, 0, p.k, p.stride, p.pad, p.in_w);
+        let first_a = m.b * rows * cols * m.groups_per_pass.min(p.groups) * m.ic * p.a_bits;
+        let edge = |x: u64, size: u64| x - size * (x.div_ceil(size) - 1);
+        let last_o = edge(p.batch, m.b) * edge(p.out_h, m.oh) * edge(p.out_w, m.ow) * edge(p.cog, m.oc) * edge(p.groups, m.groups_per_pass) * p.out_bits;
+        let array = 3 * p.dram.latency_cycles + first_w.div_ceil(bw) + first_a.div_ceil(bw) + busy + p.n + 1 + last_o.div_ceil(bw);
+        BaseBound { counts, busy, array }
+    }
+}
+
+/// [`lower_bound_cycles`] for one loop order, with the tiling's order-independent part given.
+pub fn lower_bound_cycles_with(p: &Problem, m: &Mapping, base: &BaseBound) -> u64 {
+    let c = base.counts;
     let bw = p.dram.bits_per_cycle;
     let lat = p.dram.latency_cycles;
     let w_bits = p.out_c * p.cig * p.k * p.k * p.w_bits;
@@ -428,15 +454,7 @@ pub fn lower_bound_cycles_with(p: &Problem, m: &Mapping, c: &Counts, busy: u64) 
     let n_transfers =
         transfers(&m.order, &c, &[Loop::O, Loop::R]) + transfers(&m.order, &c, a_deps) + stores + psum_loads;
     let dma = n_transfers * lat + traffic.div_ceil(bw);
-    // The first tile's weights and inputs, and the last tile's outputs.
-    let first_w = m.groups_per_pass.min(p.groups) * m.oc * m.kh * p.k * m.ic * p.w_bits;
-    let (_, rows) = input_span(0, m.oh, 0, m.kh, p.stride, p.pad, p.in_h);
-    let (_, cols) = input_span(0, m.ow, 0, p.k, p.stride, p.pad, p.in_w);
-    let first_a = m.b * rows * cols * m.groups_per_pass.min(p.groups) * m.ic * p.a_bits;
-    let edge = |x: u64, size: u64| x - size * (x.div_ceil(size) - 1);
-    let last_o = edge(p.batch, m.b) * edge(p.out_h, m.oh) * edge(p.out_w, m.ow) * edge(p.cog, m.oc) * edge(p.groups, m.groups_per_pass) * p.out_bits;
-    let array = 3 * lat + first_w.div_ceil(bw) + first_a.div_ceil(bw) + busy + p.n + 1 + last_o.div_ceil(bw);
-    array.max(dma)
+    base.array.max(dma)
 }
 
 /// Total streaming cycles of the array over all tiles: sum over tiles of windows x T.
@@ -463,9 +481,10 @@ pub fn edge_classes(x: u64, size: u64, count: u64) -> impl Iterator<Item = (u64,
     classes.into_iter().filter(|(n, _)| *n > 0)
 }
 
-/// A candidate's bound and index, ordered by bound then index (total order; bounds are finite).
+/// A heap entry: bound, candidate index, kind (0 = group, 1 = candidate), group; ordered by bound,
+/// then index, then kind (a total order: bounds are finite).
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Ranked((f64, f64), usize);
+struct Ranked((f64, f64), usize, u8, usize);
 
 impl Eq for Ranked {}
 
@@ -477,7 +496,7 @@ impl PartialOrd for Ranked {
 
 impl Ord for Ranked {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.partial_cmp(&other.0).unwrap_or(std::cmp::Ordering::Equal).then(self.1.cmp(&other.1))
+        self.0.partial_cmp(&other.0).unwrap_or(std::cmp::Ordering::Equal).then(self.1.cmp(&other.1)).then(self.2.cmp(&other.2))
     }
 }
 
@@ -488,37 +507,57 @@ pub struct Score {
     pub energy_nj: f64,
 }
 
-/// Branch and bound over the candidates: rank by `lower` (a lower bound on the objective key),
-/// evaluate exactly with `exact` in that order, stop when no remaining bound can beat the best
-/// (starting from `initial`, an already evaluated mapping, if given).
-/// Returns the best mapping, its score, and how many mappings were evaluated exactly.
+/// Branch and bound over the candidates: rank by a lower bound on the objective key, evaluate
+/// exactly with `exact` in that order, stop when no remaining bound can beat the best (starting from
+/// `initial`, an already evaluated mapping, if given). Returns the best mapping, its score, and how
+/// many mappings were evaluated exactly.
 ///
-/// `exact` also receives the best score so far: it may give up (return `None`) on a mapping it can
-/// prove to be worse, which never changes the result.
-pub fn search<L, E>(
+/// Candidates that differ only in loop order are adjacent and form a group; `lower_base(g, m)` bounds
+/// group `g` (m its first candidate) for every order, `lower(g, m)` one candidate of it, and must not be
+/// below `lower_base(g, _)`: a group's per-order bounds are only computed once the group is reached.
+/// `exact` also receives the best score so far: it may give up (return `None`) on a mapping it can prove
+/// to be worse, which never changes the result.
+pub fn search<B, L, E>(
     cands: &[Mapping],
     objective: Objective,
     initial: Option<(Mapping, Score)>,
+    mut lower_base: B,
     mut lower: L,
     mut exact: E,
 ) -> Option<(Mapping, Score, usize)>
 where
-    L: FnMut(&Mapping) -> (f64, f64),
+    B: FnMut(usize, &Mapping) -> (f64, f64),
+    L: FnMut(usize, &Mapping) -> (f64, f64),
     E: FnMut(&Mapping, Option<Score>) -> Option<Score>,
 {
-    // A min-heap on (bound, index): only the candidates actually visited are ever ordered.
-    let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<Ranked>> =
-        cands.iter().enumerate().map(|(i, m)| std::cmp::Reverse(Ranked(lower(m), i))).collect();
+    use std::cmp::Reverse;
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    for (i, m) in cands.iter().enumerate() {
+        match groups.last_mut() {
+            Some((s, e)) if Mapping { order: ORDERS[0], ..cands[*s] } == Mapping { order: ORDERS[0], ..*m } => *e = i + 1,
+            _ => groups.push((i, i + 1)),
+        }
+    }
+    // A min-heap on (bound, index, kind): kind 0 is a whole group (index: its first candidate), 1 one candidate.
+    let mut heap: std::collections::BinaryHeap<Reverse<Ranked>> =
+        groups.iter().enumerate().map(|(g, (s, _))| Reverse(Ranked(lower_base(g, &cands[*s]), *s, 0, g))).collect();
     // A known mapping's exact score (e.g. the best of a similar layer) tightens the pruning from the start.
     let mut best: Option<(Mapping, Score, (f64, f64))> =
         initial.map(|(m, s)| (m, s, objective.key(s.cycles as f64, s.energy_nj)));
     let mut evaluated = 0;
-    while let Some(std::cmp::Reverse(Ranked(bound, i))) = heap.pop() {
+    while let Some(Reverse(Ranked(bound, i, kind, g))) = heap.pop() {
         if let Some((_, _, key)) = &best {
             // Bounds only rise from here: stop once the primary bound exceeds the best primary value.
             if bound.0 > key.0 {
                 break;
             }
+        }
+        if kind == 0 {
+            let (s, e) = groups[g];
+            for j in s..e {
+                heap.push(Reverse(Ranked(lower(g, &cands[j]), j, 1, g)));
+            }
+            continue;
         }
         evaluated += 1;
         let Some(score) = exact(&cands[i], best.as_ref().map(|b| b.1)) else { continue };
