@@ -124,7 +124,7 @@ fn run_detailed(a: &SimulateArgs, model: &CycleModel, layers: &[Layer], report: 
             "detailed mode: {:<24} {:>12} {:>12} {:>8} {:>12}",
             layer.name,
             fast.cycles.0,
-            run.cycles,
+            run.totals.end,
             if timing { "match" } else { "DIFFER" },
             if output { "exact".to_string() } else { format!("{} wrong", run.mismatches) }
         );

@@ -14,7 +14,7 @@
 use crate::array::{CycleInputs, Operands, Stream, SystolicArray};
 use crate::brick::operand_range;
 use crate::units::splitmix;
-use crate::engine::{CycleModel, TileStep, TransferKind, ic_start, oc_start, release_cycle, schedule, timeline};
+use crate::engine::{CycleModel, RunTotals, TileStep, TransferKind, ic_start, oc_start, release_cycle, schedule, timeline};
 use crate::layer::Layer;
 use crate::mapping::{Mapping, Problem};
 use crate::model::{CostModel, SimError};
@@ -28,17 +28,9 @@ pub const MAX_UNIT_CYCLES: u64 = 500_000_000;
 #[derive(Clone, Debug, PartialEq)]
 pub struct DetailedRun {
     pub mapping: Mapping,
-    pub cycles: u64,
-    pub compute_cycles: u64,
-    pub stall_read: u64,
-    pub stall_write: u64,
-    pub fill_drain: u64,
-    /// Word accesses per buffer: [wbuf, ibuf, obuf].
-    pub reads: [u64; 3],
-    pub writes: [u64; 3],
-    /// Bits on the DRAM bus, read and written, and the beats that carried them.
-    pub dram_read: u64,
-    pub dram_write: u64,
+    /// Cycles, stalls and accesses, as the fast engine's [`RunTotals`] counts them.
+    pub totals: RunTotals,
+    /// DRAM bus beats that carried the run's traffic.
     pub beats: u64,
     /// Fusion-unit cycles stepped.
     pub unit_cycles: u64,
@@ -318,7 +310,7 @@ pub fn run_layers(model: &CycleModel, layers: &[Layer], seed: u64) -> Result<Vec
 impl DetailedRun {
     /// Does this run agree with the fast engine's statistics for the layer?
     pub fn agrees_with(&self, fast: &crate::stats::LayerStats) -> bool {
-        self.cycles == fast.cycles.0 && self.compute_cycles == fast.compute_cycles.0
+        self.totals.end == fast.cycles.0 && self.totals.compute_cycles == fast.compute_cycles.0
     }
 }
 
@@ -343,12 +335,12 @@ pub fn run_with(model: &CycleModel, layer: &Layer, p: &Problem, m: &Mapping, dat
     let hw = model.hw();
     let steps: Vec<TileStep> = schedule(p, m).collect();
     let fast = timeline(p, steps.iter().copied(), false);
-    let unit_cycles = fast.end.saturating_mul(p.n * p.m);
+    let unit_cycles = fast.totals.end.saturating_mul(p.n * p.m);
     let too_large = |why: String| SimError::new(layer, format!("detailed mode: run too large: {why}"));
     if unit_cycles > MAX_UNIT_CYCLES {
         return Err(too_large(format!(
             "{} cycles x {} fusion units = {unit_cycles} unit-cycles (limit {MAX_UNIT_CYCLES}); use a smaller layer or array",
-            fast.end,
+            fast.totals.end,
             p.n * p.m
         )));
     }
@@ -539,15 +531,17 @@ pub fn run_with(model: &CycleModel, layer: &Layer, p: &Problem, m: &Mapping, dat
                 let mismatches = out.iter().zip(&expected).filter(|(a, b)| a != b).count();
                 return Ok(DetailedRun {
                     mapping: *m,
-                    cycles: end,
-                    compute_cycles: compute,
-                    stall_read,
-                    stall_write,
-                    fill_drain,
-                    reads: [reads[0] + wbuf_reads.get(), reads[1], reads[2]],
-                    writes,
-                    dram_read,
-                    dram_write,
+                    totals: RunTotals {
+                        end,
+                        compute_cycles: compute,
+                        stall_read,
+                        stall_write,
+                        fill_drain,
+                        reads: [reads[0] + wbuf_reads.get(), reads[1], reads[2]],
+                        writes,
+                        dram_read,
+                        dram_write,
+                    },
                     beats,
                     unit_cycles: array.unit_cycles,
                     output: out,
@@ -624,10 +618,8 @@ mod tests {
         let (_, p, m) = model.simulate_detailed(layer, None)?;
         let d = run_with(&model, layer, &p, &m, &LayerData::random(&p, seed))?;
         let tl = timeline(&p, schedule(&p, &m), false);
-        let fast = (tl.end, tl.compute_cycles, tl.stall_read, tl.stall_write, tl.fill_drain, tl.reads, tl.writes, tl.dram_read, tl.dram_write);
-        let slow = (d.cycles, d.compute_cycles, d.stall_read, d.stall_write, d.fill_drain, d.reads, d.writes, d.dram_read, d.dram_write);
-        if fast != slow {
-            return Ok(Some(format!("{}: fast {fast:?} detailed {slow:?}", m.describe())));
+        if tl.totals != d.totals {
+            return Ok(Some(format!("{}: fast {:?} detailed {:?}", m.describe(), tl.totals, d.totals)));
         }
         if d.mismatches > 0 {
             return Ok(Some(format!("{}: {} output elements differ from the direct convolution", m.describe(), d.mismatches)));

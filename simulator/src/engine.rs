@@ -462,16 +462,26 @@ pub struct Timeline {
     pub compute: Vec<(u64, u64)>,
     /// (tile, kind, start, end) of every DMA transfer (when recorded).
     pub dma: Vec<(usize, TransferKind, u64, u64)>,
+    pub tiles: usize,
+    #[serde(flatten)]
+    pub totals: RunTotals,
+}
+
+/// A layer run's cycle and access totals: what the fast timeline and the detailed mode
+/// ([`crate::detailed`]) compute independently and must agree on exactly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RunTotals {
+    /// Cycle the last store completes: the layer's latency.
     pub end: u64,
+    /// Streaming cycles of all tiles.
+    pub compute_cycles: u64,
     pub stall_read: u64,
     pub stall_write: u64,
     pub fill_drain: u64,
-    /// Streaming cycles of all tiles.
-    pub compute_cycles: u64,
-    pub tiles: usize,
-    /// Buffer word accesses: [wbuf, ibuf, obuf] reads and writes; DRAM bus bits read and written.
+    /// Buffer word accesses: [wbuf, ibuf, obuf] reads and writes.
     pub reads: [u64; 3],
     pub writes: [u64; 3],
+    /// DRAM bus bits read and written.
     pub dram_read: u64,
     pub dram_write: u64,
 }
@@ -527,8 +537,8 @@ pub fn timeline_until(p: &Problem, steps: impl IntoIterator<Item = TileStep>, re
                 TransferKind::Inputs => 1,
                 _ => 2,
             };
-            tl.writes[buf] += x.sram_words;
-            tl.dram_read += x.bus_bits;
+            tl.totals.writes[buf] += x.sram_words;
+            tl.totals.dram_read += x.bus_bits;
             if record {
                 tl.dma.push((t, x.kind, start, *dma_free));
             }
@@ -537,25 +547,25 @@ pub fn timeline_until(p: &Problem, steps: impl IntoIterator<Item = TileStep>, re
     };
     let mut loads_done = run_loads(0, &first, 0, &mut dma_free, &free_from, &mut tl);
     let mut start = loads_done;
-    tl.stall_read = start;
+    tl.totals.stall_read = start;
     let mut prev: Option<(TileStep, u64)> = None; // the previous tile and its streaming end
     let mut cur = first;
     let mut t = 0usize;
     loop {
         if let Some((total_busy, bound, last_store)) = cutoff {
             // The rest of the streaming, the drain and the last store are still to come.
-            if start + (total_busy - tl.compute_cycles) + p.n + 1 + last_store > bound {
+            if start + (total_busy - tl.totals.compute_cycles) + p.n + 1 + last_store > bound {
                 return None;
             }
         }
         let next = it.next();
         let end = start + cur.busy;
-        tl.compute_cycles += cur.busy;
+        tl.totals.compute_cycles += cur.busy;
         tl.tiles += 1;
-        tl.reads[0] += cur.wbuf_reads;
-        tl.reads[1] += cur.ibuf_reads;
-        tl.reads[2] += cur.obuf_reads;
-        tl.writes[2] += cur.obuf_writes;
+        tl.totals.reads[0] += cur.wbuf_reads;
+        tl.totals.reads[1] += cur.ibuf_reads;
+        tl.totals.reads[2] += cur.obuf_reads;
+        tl.totals.writes[2] += cur.obuf_writes;
         if record {
             tl.compute.push((start, end));
         }
@@ -572,8 +582,8 @@ pub fn timeline_until(p: &Problem, steps: impl IntoIterator<Item = TileStep>, re
             && let Some(x) = &ps.store {
                 let st = dma_free.max(ready_cycle(p, ps, *pend));
                 dma_free = st + x.cycles;
-                tl.dram_write += x.bus_bits;
-                tl.reads[2] += x.sram_words;
+                tl.totals.dram_write += x.bus_bits;
+                tl.totals.reads[2] += x.sram_words;
                 if record {
                     tl.dma.push((t - 1, x.kind, st, dma_free));
                 }
@@ -585,8 +595,8 @@ pub fn timeline_until(p: &Problem, steps: impl IntoIterator<Item = TileStep>, re
                 let next_start = end.max(loads_done).max(out_ok);
                 let idle = next_start - end;
                 let read = loads_done.min(next_start).saturating_sub(end);
-                tl.stall_read += read;
-                tl.stall_write += idle - read;
+                tl.totals.stall_read += read;
+                tl.totals.stall_write += idle - read;
                 prev = Some((cur, end));
                 cur = nx;
                 start = next_start;
@@ -594,19 +604,19 @@ pub fn timeline_until(p: &Problem, steps: impl IntoIterator<Item = TileStep>, re
             }
             None => {
                 let ready = ready_cycle(p, &cur, end);
-                tl.fill_drain = ready - end;
+                tl.totals.fill_drain = ready - end;
                 let mut finish = ready;
                 if let Some(x) = &cur.store {
                     let st = dma_free.max(ready);
                     finish = st + x.cycles;
-                    tl.dram_write += x.bus_bits;
-                    tl.reads[2] += x.sram_words;
+                    tl.totals.dram_write += x.bus_bits;
+                    tl.totals.reads[2] += x.sram_words;
                     if record {
                         tl.dma.push((t, x.kind, st, finish));
                     }
                 }
-                tl.stall_write += finish - ready;
-                tl.end = finish;
+                tl.totals.stall_write += finish - ready;
+                tl.totals.end = finish;
                 return Some(tl);
             }
         }
@@ -746,7 +756,7 @@ impl CycleModel {
 
     /// Counters and energy of a timeline.
     pub fn measure(&self, p: &Problem, tl: &Timeline) -> Evaluation {
-        let (rd, wr, dram_rd, dram_wr) = (tl.reads, tl.writes, tl.dram_read, tl.dram_write);
+        let (rd, wr, dram_rd, dram_wr) = (tl.totals.reads, tl.totals.writes, tl.totals.dram_read, tl.totals.dram_write);
         let wb = p.word_bits;
         let counters = Counters {
             wbuf_read: Bits(rd[0] * wb),
@@ -758,11 +768,11 @@ impl CycleModel {
             dram_read: Bits(dram_rd),
             dram_write: Bits(dram_wr),
         };
-        let energy = self.energy(p, &counters, tl.end);
+        let energy = self.energy(p, &counters, tl.totals.end);
         Evaluation {
-            cycles: tl.end,
-            compute_cycles: tl.compute_cycles,
-            stalls: StallBreakdown { dram_read: Cycles(tl.stall_read), dram_write: Cycles(tl.stall_write), fill_drain: Cycles(tl.fill_drain) },
+            cycles: tl.totals.end,
+            compute_cycles: tl.totals.compute_cycles,
+            stalls: StallBreakdown { dram_read: Cycles(tl.totals.stall_read), dram_write: Cycles(tl.totals.stall_write), fill_drain: Cycles(tl.totals.fill_drain) },
             counters,
             energy,
             tiles: tl.tiles,
@@ -942,7 +952,7 @@ pub fn trace_layers(model: &CycleModel, layers: &[Layer]) -> Result<serde_json::
     let mut offset = 0;
     for (i, (steps, tl, name)) in runs.iter().enumerate() {
         events.extend(crate::trace::layer_events(i, name, steps, tl, offset, model.hw.frequency_mhz));
-        offset += tl.end;
+        offset += tl.totals.end;
     }
     Ok(crate::trace::document(events))
 }
