@@ -39,6 +39,22 @@ fn init_font() -> Result<(), PlotError> {
 
 type DrawResult = Result<(), String>;
 
+/// The legend every chart here draws: a boxed, lightly shaded key at `position`, labels at `font_px`.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    font_px: u32,
+) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", font_px))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 /// Draw one chart to `stem.png` and `stem.svg`.
 macro_rules! both {
     ($stem:expr, $size:expr, $chart:ident, $($arg:expr),*) => {{
@@ -214,13 +230,7 @@ fn draw_front<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, f: &Front) -> D
         .label("Pareto front")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], SERIES[3].stroke_width(2)));
     chart.draw_series(front.iter().map(|p| Circle::new(*p, 6, SERIES[3].filled()))).map_err(|e| e.to_string())?;
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    draw_legend(&mut chart, SeriesLabelPosition::MiddleRight, 14)?;
     Ok(())
 }
 
@@ -265,14 +275,7 @@ fn draw_stacked<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Stacked) 
             .label(*name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight, 13)?;
     Ok(())
 }
 
@@ -321,14 +324,7 @@ fn draw_roofline<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Roofline
             .draw_series(pts.iter().filter(|q| q.0 > 0.0 && q.1 > 0.0).map(|q| Circle::new((q.0, gops(q.1)), 4, color.mix(0.7).filled())))
             .map_err(|e| e.to_string())?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 12))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 12)?;
     Ok(())
 }
 
@@ -521,13 +517,7 @@ fn draw_grouped<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, g: &Grouped) 
             .label(label.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    draw_legend(&mut chart, SeriesLabelPosition::MiddleRight, 13)?;
     Ok(())
 }
 
