@@ -3,19 +3,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn bitfusion(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bitfusion")).args(args).output().expect("run bitfusion")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bitfusion-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::{bitfusion, scratch};
+use std::path::Path;
 
 /// Run, expect failure, and return the single error line.
 fn error_of(args: &[&str]) -> String {
@@ -44,7 +33,7 @@ fc,fc,1,16384,10,1,1,1,1,0,1,8,8,
 
 #[test]
 fn simulate_writes_csv_and_json_matching_the_library() {
-    let d = scratch("ok");
+    let d = scratch("cli", "ok");
     let topo = d.join("t.csv");
     std::fs::write(&topo, TOPOLOGY).unwrap();
     let csv_out = d.join("out.csv");
@@ -80,7 +69,7 @@ fn simulate_writes_csv_and_json_matching_the_library() {
 
 #[test]
 fn bad_hardware_configs_fail_with_one_line() {
-    let d = scratch("hw");
+    let d = scratch("cli", "hw");
     let e = error_of(&["simulate", "--network", "rnn", "--hw", &hw_with(&d, "rows = 16", "rows = 0")]);
     assert!(e.contains("array.rows = 0 is out of range (allowed 1..=4096)"), "{e}");
     assert!(e.contains("hw.toml"), "names the file: {e}");
@@ -102,7 +91,7 @@ fn bad_hardware_configs_fail_with_one_line() {
 
 #[test]
 fn bad_workloads_fail_with_one_line() {
-    let d = scratch("wl");
+    let d = scratch("cli", "wl");
     let topo = d.join("t.csv");
     std::fs::write(&topo, TOPOLOGY.replace("conv2,conv,1,32,64,32,32,3,2", "conv2,conv,1,32,64,32,32,3,two")).unwrap();
     let e = error_of(&["simulate", "--layers", topo.to_str().unwrap()]);
@@ -151,7 +140,7 @@ fn validate_commands_exit_zero_only_when_everything_matches() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains("hazards recognised (not computed): 26"));
     // A corrupted vector file: runs, reports the mismatch, exits 1.
-    let d = scratch("validate");
+    let d = scratch("cli", "validate");
     let text = std::fs::read_to_string(common::data("rtl/fusion_unit_vectors.csv")).unwrap();
     let bad = d.join("v.csv");
     std::fs::write(&bad, text.replacen(",64,64,1", ",65,64,1", 1)).unwrap();
@@ -167,7 +156,7 @@ fn validate_commands_exit_zero_only_when_everything_matches() {
 
 #[test]
 fn detailed_mode_and_trace() {
-    let d = scratch("detailed");
+    let d = scratch("cli", "detailed");
     let small = ["--set", "array.rows=4", "--set", "array.cols=4", "--set", "memory.wbuf_bytes=4096"];
     let trace = d.join("t.json");
     let mut args = vec!["simulate", "--network", "lenet5", "--batch", "1", "--detailed", "--trace", trace.to_str().unwrap()];
@@ -211,7 +200,7 @@ fn detailed_mode_and_trace() {
 
 #[test]
 fn cycle_model_columns_and_errors() {
-    let d = scratch("cycle");
+    let d = scratch("cli", "cycle");
     let out_csv = d.join("o.csv");
     let out = bitfusion(&["simulate", "--network", "mobilenet_v2_32", "--objective", "edp", "--out", out_csv.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -3,20 +3,13 @@
 
 mod common;
 
+use common::{bitfusion, scratch};
+
 use bitfusion_search::arch::Arch;
 use bitfusion_search::lut::{self, BuildSpec, Lut, arch_keys, build_lut, enumerate, partial_path};
 use bitfusion_search::space::Space;
 use bitfusion_simulator::config::{CostModelName, load_hw};
 use bitfusion_simulator::mapping::Objective;
-use std::path::PathBuf;
-use std::process::Command;
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bitfusion-lut-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// A small space that builds in a moment: 2 stages, bits 4/8.
 const SMALL: &str = r#"
@@ -66,7 +59,7 @@ fn every_layer_of_random_architectures_is_enumerated() {
 
 #[test]
 fn a_built_lut_is_exact_checked_and_safe() {
-    let dir = scratch("build");
+    let dir = scratch("lut", "build");
     let space = Space::from_toml(SMALL, "small").unwrap();
     let hw = load_hw("bitfusion-isca2018", &[]).unwrap();
     let out = dir.join("small.lut");
@@ -114,41 +107,40 @@ fn a_built_lut_is_exact_checked_and_safe() {
 
 #[test]
 fn lut_commands_end_to_end() {
-    let dir = scratch("cli");
+    let dir = scratch("lut", "cli");
     let space_file = dir.join("small.toml");
     std::fs::write(&space_file, SMALL).unwrap();
     let out = dir.join("small.lut");
-    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_bitfusion")).args(args).output().unwrap();
-    let o = run(&["lut", "build", "--space", space_file.to_str().unwrap(), "--hw", "bitfusion-isca2018", "--out", out.to_str().unwrap()]);
+    let o = bitfusion(&["lut", "build", "--space", space_file.to_str().unwrap(), "--hw", "bitfusion-isca2018", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let csv = dir.join("small.csv");
-    let o = run(&["lut", "export", out.to_str().unwrap(), "--csv", csv.to_str().unwrap()]);
+    let o = bitfusion(&["lut", "export", out.to_str().unwrap(), "--csv", csv.to_str().unwrap()]);
     assert!(o.status.success());
     let text = std::fs::read_to_string(&csv).unwrap();
     assert!(text.starts_with("kind,in_channels,out_channels,in_size,kernel,stride,pad,groups,w_bits,a_bits,out_bits,cycles,latency_ms,energy_mj\n"));
     let space = Space::from_toml(SMALL, "small").unwrap();
     let arch = Arch::random(&space, &mut 3).to_text();
-    let o = run(&["lut", "query", out.to_str().unwrap(), "--arch", &arch, "--hw", "bitfusion-isca2018"]);
+    let o = bitfusion(&["lut", "query", out.to_str().unwrap(), "--arch", &arch, "--hw", "bitfusion-isca2018"]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && stdout.contains("total:") && stdout.contains("stem"), "{stdout}");
-    let o = run(&["lut", "query", out.to_str().unwrap(), "--arch", &arch, "--hw", "bitfusion-8x8"]);
+    let o = bitfusion(&["lut", "query", out.to_str().unwrap(), "--arch", &arch, "--hw", "bitfusion-8x8"]);
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("hardware config hash differs"), "{e}");
-    let o = run(&["lut", "query", out.to_str().unwrap(), "--arch", "small:k3-m16-pw4x4-dw4x4"]);
+    let o = bitfusion(&["lut", "query", out.to_str().unwrap(), "--arch", "small:k3-m16-pw4x4-dw4x4"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("1 stages given, the space has 2"));
-    let o = run(&["lut", "check", out.to_str().unwrap(), "--samples", "5"]);
+    let o = bitfusion(&["lut", "check", out.to_str().unwrap(), "--samples", "5"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     assert!(String::from_utf8_lossy(&o.stdout).contains("largest relative error"));
-    let o = run(&["lut", "build", "--space", "nope", "--out", out.to_str().unwrap()]);
+    let o = bitfusion(&["lut", "build", "--space", "nope", "--out", out.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a preset space"));
     std::fs::write(&out, "{\"header\": 3}").unwrap();
-    let o = run(&["lut", "export", out.to_str().unwrap(), "--csv", csv.to_str().unwrap()]);
+    let o = bitfusion(&["lut", "export", out.to_str().unwrap(), "--csv", csv.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a complete LUT file"));
 }
 
 #[test]
 fn reference_lut_matches_apqs_published_pointwise_entries() {
-    let dir = scratch("apq");
+    let dir = scratch("lut", "apq");
     let space = Space::load("apq").unwrap();
     let hw = load_hw("bitfusion-isca2018", &[]).unwrap();
     let spec = BuildSpec { space: &space, hw: &hw, model: CostModelName::Reference, objective: Objective::Cycles, batch: 1 };
@@ -166,14 +158,13 @@ fn reference_lut_matches_apqs_published_pointwise_entries() {
 
 #[test]
 fn space_and_diff_errors_are_one_line() {
-    let dir = scratch("errors");
-    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_bitfusion")).args(args).output().unwrap();
-    let o = run(&["space", "nope"]);
+    let dir = scratch("lut", "errors");
+    let o = bitfusion(&["space", "nope"]);
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("nope: no such file, and not a preset space (presets: apq, apq-wide-bits, micro)"), "{e}");
     let bad_space = dir.join("bad.toml");
     std::fs::write(&bad_space, SMALL.replace("kernels = [3, 5]", "kernels = [2]")).unwrap();
-    let o = run(&["space", bad_space.to_str().unwrap()]);
+    let o = bitfusion(&["space", bad_space.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("kernels = [2]: give odd kernel sizes"));
     // A LUT to diff against a malformed table.
     let space = Space::from_toml(SMALL, "small").unwrap();
@@ -183,10 +174,10 @@ fn space_and_diff_errors_are_one_line() {
     build_lut(&spec, &out, &quiet).unwrap();
     let theirs = dir.join("theirs.csv");
     std::fs::write(&theirs, "kind,in_channels,out_channels\nconv,1,2\n").unwrap();
-    let o = run(&["lut", "diff", out.to_str().unwrap(), theirs.to_str().unwrap()]);
+    let o = bitfusion(&["lut", "diff", out.to_str().unwrap(), theirs.to_str().unwrap()]);
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("theirs.csv:1: missing column 'input_size'"), "{e}");
     std::fs::write(&theirs, "kind,in_channels,out_channels,input_size,kernel_size,stride,padding,groups,w_bits,a_bits,latency_ms,energy_mJ\nconv,8,x,16,1,1,0,1,8,8,0.1,0.2\n").unwrap();
-    let o = run(&["lut", "diff", out.to_str().unwrap(), theirs.to_str().unwrap()]);
+    let o = bitfusion(&["lut", "diff", out.to_str().unwrap(), theirs.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("theirs.csv:2: column 'out_channels': 'x' is not a number"));
 }

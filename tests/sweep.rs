@@ -3,19 +3,14 @@
 
 mod common;
 
+use common::{bitfusion, scratch};
+
 use bitfusion_simulator::config::load_hw;
 use bitfusion_simulator::networks::network;
 use bitfusion_simulator::sweep::{self, ResultRow, Shard, Sweep, dominates, read_rows};
 use bitfusion_simulator::{build, simulate_layers};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bitfusion-sweep-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 const SMALL: &str = r#"
 name = "small"
@@ -46,7 +41,7 @@ fn results(dir: &Path) -> Vec<ResultRow> {
 
 #[test]
 fn rows_equal_direct_simulations_and_pareto_is_exact() {
-    let dir = scratch("direct");
+    let dir = scratch("sweep", "direct");
     let sw = small_sweep();
     let s = sweep::run(&sw, &dir, None, &quiet).unwrap();
     assert_eq!((s.total, s.ran), (16, 16));
@@ -103,7 +98,7 @@ fn rows_equal_direct_simulations_and_pareto_is_exact() {
 
 #[test]
 fn an_interrupted_sweep_resumes_without_losing_or_duplicating_rows() {
-    let dir = scratch("resume");
+    let dir = scratch("sweep", "resume");
     let sw = small_sweep();
     sweep::run(&sw, &dir, None, &quiet).unwrap();
     let full = std::fs::read_to_string(dir.join("results.csv")).unwrap();
@@ -118,7 +113,7 @@ fn an_interrupted_sweep_resumes_without_losing_or_duplicating_rows() {
     assert_eq!(s.ran, 0);
     assert_eq!(std::fs::read_to_string(dir.join("results.csv")).unwrap(), full);
     // A process killed mid-sweep: what it wrote is whole, and a re-run completes it.
-    let killed = scratch("killed");
+    let killed = scratch("sweep", "killed");
     let spec = killed.join("spec.toml");
     let heavier = SMALL.replace("\"array.rows\" = [8, 16]", "\"array.rows\" = [4, 8, 16, 32]").replace("[\"lenet5\"]", "[\"lenet5\", \"mobilenet_v2_32\"]");
     std::fs::write(&spec, heavier).unwrap();
@@ -131,7 +126,7 @@ fn an_interrupted_sweep_resumes_without_losing_or_duplicating_rows() {
     let _ = child.kill();
     let _ = child.wait();
     let before = results(&killed);
-    let out = Command::new(env!("CARGO_BIN_EXE_bitfusion")).args(["sweep", spec.to_str().unwrap(), "--out", killed.to_str().unwrap()]).output().unwrap();
+    let out = bitfusion(&["sweep", spec.to_str().unwrap(), "--out", killed.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let after = results(&killed);
     assert_eq!(after.len(), 64);
@@ -145,21 +140,21 @@ fn an_interrupted_sweep_resumes_without_losing_or_duplicating_rows() {
 #[test]
 fn shards_merged_equal_the_unsharded_run() {
     let sw = small_sweep();
-    let whole = scratch("whole");
+    let whole = scratch("sweep", "whole");
     sweep::run(&sw, &whole, None, &quiet).unwrap();
     let mut dirs = Vec::new();
     for i in 1..=3 {
-        let d = scratch(&format!("shard{i}"));
+        let d = scratch("sweep", &format!("shard{i}"));
         let s = sweep::run(&sw, &d, Some(Shard { index: i, count: 3 }), &quiet).unwrap();
         assert!(s.total >= 5 && s.total <= 6);
         dirs.push(d);
     }
-    let merged = scratch("merged");
+    let merged = scratch("sweep", "merged");
     // Through the CLI, as a cluster's last step would.
     let mut args = vec!["merge".to_string()];
     args.extend(dirs.iter().map(|d| d.display().to_string()));
     args.extend(["--out".to_string(), merged.display().to_string()]);
-    let out = Command::new(env!("CARGO_BIN_EXE_bitfusion")).args(&args).output().unwrap();
+    let out = bitfusion(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut a = results(&whole);
     let mut b = results(&merged);
@@ -175,7 +170,7 @@ fn shards_merged_equal_the_unsharded_run() {
 fn the_papers_scaling_study_reproduces_the_original() {
     let spec = common::data("../../hwconfigs/sweeps/paper-scaling.toml");
     let sw = Sweep::from_file(&spec).unwrap();
-    let dir = scratch("scaling");
+    let dir = scratch("sweep", "scaling");
     sweep::run(&sw, &dir, None, &quiet).unwrap();
     let rows = results(&dir);
     assert_eq!(rows.len(), 4 * 8);
@@ -192,11 +187,11 @@ fn the_papers_scaling_study_reproduces_the_original() {
 
 #[test]
 fn bad_specs_fail_before_running_and_bad_points_are_rows() {
-    let dir = scratch("bad");
+    let dir = scratch("sweep", "bad");
     let run = |spec: &str| {
         let p = dir.join("s.toml");
         std::fs::write(&p, spec).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_bitfusion")).args(["sweep", p.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()]).output().unwrap()
+        bitfusion(&["sweep", p.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()])
     };
     for (spec, msg) in [
         (SMALL.replace("\"array.rows\"", "\"array.rowz\""), "unknown field `rowz`"),
@@ -213,7 +208,7 @@ fn bad_specs_fail_before_running_and_bad_points_are_rows() {
         assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{err}");
         assert!(!dir.join("o").join("results.csv").exists(), "nothing may run: {err}");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_bitfusion")).args(["sweep", "x.toml", "--out", "o", "--shard", "4/3"]).output().unwrap();
+    let out = bitfusion(&["sweep", "x.toml", "--out", "o", "--shard", "4/3"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--shard 4/3: expected i/n"));
     // A point whose buffers fit no tiling is a row with the reason.
     let spec = SMALL.replace("\"memory.obuf_bytes\" = [8192, 16384]", "\"memory.obuf_bytes\" = [64, 16384]");

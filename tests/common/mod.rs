@@ -6,6 +6,20 @@
 use bitfusion_simulator::config::{HwConfig, SHIPPED_CONFIGS};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Run the `bitfusion` binary with `args` and capture its output.
+pub fn bitfusion<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bitfusion")).args(args).output().expect("run bitfusion")
+}
+
+/// A fresh, empty scratch folder for one test: `<tmp>/bitfusion-<suite>-<pid>-<name>`.
+pub fn scratch(suite: &str, name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bitfusion-{suite}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
 
 /// Path of a file under `tests/data/`.
 pub fn data(path: &str) -> PathBuf {
