@@ -172,28 +172,24 @@ fn check_rtl(a_bits: u32, w_bits: u32) {
 /// g + (8/a_bits) * floor(r / (w_bits/2)).
 pub fn pack_activations(a_bits: u32, w_bits: u32, lanes: &[i32]) -> u32 {
     check_rtl(a_bits, w_bits);
-    let mut word = 0u32;
-    let mask = (1u32 << a_bits) - 1;
-    for r in 0..4 {
-        for g in 0..8 / a_bits {
-            let k = g + (8 / a_bits) * (r / (w_bits / 2));
-            let v = lanes.get(k as usize).copied().unwrap_or(0) as u32 & mask;
-            word |= v << (8 * r + a_bits * g);
-        }
-    }
-    word
+    pack_word(a_bits, lanes, |r, g| g + (8 / a_bits) * (r / (w_bits / 2)))
 }
 
 /// Pack weight lanes into the RTL's 32-bit W word: byte R, slot h holds lane floor(R / (a_bits/2)) + (8/a_bits) * h.
 pub fn pack_weights(a_bits: u32, w_bits: u32, lanes: &[i32]) -> u32 {
     check_rtl(a_bits, w_bits);
+    pack_word(w_bits, lanes, |r, h| r / (a_bits / 2) + (8 / a_bits) * h)
+}
+
+/// A 32-bit RTL word of four bytes, each cut into 8/slot_bits slots: byte r, slot s holds
+/// `lanes[lane_of(r, s)]` (0 past the end), truncated to slot_bits.
+fn pack_word(slot_bits: u32, lanes: &[i32], lane_of: impl Fn(u32, u32) -> u32) -> u32 {
+    let mask = (1u32 << slot_bits) - 1;
     let mut word = 0u32;
-    let mask = (1u32 << w_bits) - 1;
     for r in 0..4 {
-        for h in 0..8 / w_bits {
-            let k = r / (a_bits / 2) + (8 / a_bits) * h;
-            let v = lanes.get(k as usize).copied().unwrap_or(0) as u32 & mask;
-            word |= v << (8 * r + w_bits * h);
+        for slot in 0..8 / slot_bits {
+            let v = lanes.get(lane_of(r, slot) as usize).copied().unwrap_or(0) as u32 & mask;
+            word |= v << (8 * r + slot_bits * slot);
         }
     }
     word
