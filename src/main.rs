@@ -3,6 +3,7 @@
 //! errors with a non-zero exit code.
 
 mod commands;
+mod supernet;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -126,6 +127,11 @@ enum Command {
         #[command(subcommand)]
         what: LutCommand,
     },
+    /// Once-for-all supernet: train it, sample (architecture, bits, accuracy) pairs, measure subnets.
+    Supernet {
+        #[command(subcommand)]
+        what: supernet::SupernetCommand,
+    },
     /// Draw charts (PNG and SVG).
     Plot {
         #[command(subcommand)]
@@ -241,6 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::Paper { hw, out } => commands::paper(&hw, out.as_deref()).map(|_| true),
         Command::Space { space, random, seed } => commands::space(&space, random, seed).map(|_| true),
+        Command::Supernet { what } => supernet::run(what),
         Command::Lut { what } => match what {
             LutCommand::Build { space, hw, model, objective, batch, out } => {
                 commands::lut_build(&space, &hw, model.as_deref(), &objective, batch, &out).map(|_| true)

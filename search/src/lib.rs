@@ -5,3 +5,6 @@
 pub mod arch;
 pub mod lut;
 pub mod space;
+
+pub use arch::{Arch, Block};
+pub use space::Space;

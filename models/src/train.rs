@@ -1,0 +1,581 @@
+//! Supernet training: the full network first, then progressive shrinking (kernel, depth, width)
+//! with knowledge distillation from the full network, several sampled subnets per step; a
+//! checkpoint after every epoch, resumed after an interruption; every random choice seeded.
+//!
+//! Schedule semantics follow once-for-all (`shared/reference/search/NOTES.md` 2.3): each phase gets
+//! a fresh optimizer and a cosine learning-rate schedule; the teacher is the full network at the
+//! end of the first phase, run with batch statistics (OFA runs its teacher in train mode); the
+//! width phase starts by sorting middle channels by importance. Adam replaces OFA's SGD: with
+//! a few epochs instead of hundreds it converges much faster.
+
+use std::path::Path;
+use std::time::Instant;
+
+use bitfusion_search::{Arch, Block, Space};
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use burn::store::ModuleRecord;
+use burn::tensor::activation::softmax;
+use burn::tensor::loss::cross_entropy_with_logits;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{CheckpointError, Container};
+use crate::data::{DataSet, Images};
+use crate::eval::{self, EvalConfig};
+use crate::rng::{Rng, shuffle};
+use crate::supernet::{Mode, Supernet, forward};
+
+/// A progressive-shrinking phase: which dimensions are sampled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// The largest network only.
+    Full,
+    /// Kernel sizes sampled.
+    Kernel,
+    /// Kernel sizes and depths sampled.
+    Depth,
+    /// Kernel sizes, depths and middle widths sampled.
+    Width,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhaseConfig {
+    pub phase: Phase,
+    pub epochs: usize,
+    /// Peak learning rate (cosine decay to zero over the phase).
+    pub lr: f64,
+    /// Training images per epoch of this phase (overrides `TrainConfig::images_per_epoch`).
+    pub images: Option<usize>,
+}
+
+/// Everything that determines a training run (recorded in the checkpoint; a resume with a
+/// different configuration is an error).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub seed: u64,
+    pub batch: usize,
+    pub phases: Vec<PhaseConfig>,
+    /// Training images per epoch (a fresh seeded sample each epoch); all when None.
+    pub images_per_epoch: Option<usize>,
+    /// Subnets sampled per step in the shrinking phases (gradients summed).
+    pub subnets_per_step: usize,
+    /// Weight of the distillation loss (soft cross-entropy to the teacher).
+    pub kd_weight: f32,
+    pub label_smoothing: f32,
+    /// Also sample per-layer bits in the shrinking phases and train with fake quantization.
+    pub quantized: bool,
+    /// Validation after each epoch (largest network, recalibrated).
+    pub eval: EvalConfig,
+}
+
+impl TrainConfig {
+    /// The default schedule for the `micro` space on Fashion-MNIST (sized for a 2-core CPU).
+    pub fn micro_default(seed: u64) -> TrainConfig {
+        TrainConfig {
+            seed,
+            batch: 64,
+            phases: vec![
+                PhaseConfig { phase: Phase::Full, epochs: 2, lr: 3e-3, images: None },
+                PhaseConfig { phase: Phase::Kernel, epochs: 1, lr: 1e-3, images: Some(10_000) },
+                PhaseConfig { phase: Phase::Depth, epochs: 1, lr: 1e-3, images: Some(10_000) },
+                PhaseConfig { phase: Phase::Width, epochs: 1, lr: 1e-3, images: Some(10_000) },
+            ],
+            images_per_epoch: None,
+            subnets_per_step: 2,
+            kd_weight: 1.0,
+            label_smoothing: 0.1,
+            quantized: false,
+            eval: EvalConfig::default(),
+        }
+    }
+}
+
+/// One finished epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub phase: Phase,
+    pub epoch: usize,
+    pub loss: f64,
+    pub train_accuracy: f64,
+    /// The largest network's validation accuracy after the epoch.
+    pub valid_accuracy: f64,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+/// The checkpoint header: where training stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    pub program: String,
+    pub space_toml: String,
+    pub space_hash: String,
+    pub data: String,
+    pub config: TrainConfig,
+    /// Index of the current phase and epochs finished in it (phase == phases.len() when done).
+    pub phase: usize,
+    pub epoch: usize,
+    pub step: u64,
+    pub history: Vec<EpochLog>,
+    /// The full network's test accuracy, measured once training is complete.
+    pub test_accuracy: Option<f64>,
+}
+
+/// Progress of a running epoch, for a progress bar.
+#[derive(Clone, Debug)]
+pub struct Progress<'a> {
+    pub phase: Phase,
+    pub epoch: usize,
+    pub epochs: usize,
+    pub step: usize,
+    pub steps: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub images_per_second: f64,
+    pub note: &'a str,
+}
+
+/// A trained (or training) supernet with its space and state.
+pub struct Trained {
+    pub space: Space,
+    pub net: Supernet,
+    pub state: TrainState,
+}
+
+fn ck_err(e: impl std::fmt::Display, path: &Path) -> CheckpointError {
+    CheckpointError(format!("{}: {e}", path.display()))
+}
+
+fn record_bytes<M: Module>(m: M, path: &Path) -> Result<Vec<u8>, CheckpointError> {
+    Ok(m.into_record().into_bytes().map_err(|e| ck_err(format!("{e:?}"), path))?.to_vec())
+}
+
+fn load_module<M: Module>(m: M, bytes: &[u8], path: &Path) -> Result<M, CheckpointError> {
+    let rec = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec())).map_err(|e| ck_err(format!("corrupt record ({e:?})"), path))?;
+    m.try_load_record(rec).map_err(|e| ck_err(format!("the record does not fit this space's supernet ({e:?})"), path))
+}
+
+/// Load a checkpoint's supernet (on `device`) with its space and state.
+pub fn load(path: &Path, device: &Device) -> Result<Trained, CheckpointError> {
+    let c = Container::load(path)?;
+    let state: TrainState = serde_json::from_str(&c.header).map_err(|e| ck_err(format!("bad header ({e})"), path))?;
+    let space = Space::from_toml(&state.space_toml, &path.display().to_string()).map_err(|e| ck_err(e, path))?;
+    let bytes = c.section("net").ok_or_else(|| ck_err("no network section", path))?;
+    let net = load_module(Supernet::new(&space, 0, device), bytes, path)?;
+    Ok(Trained { space, net, state })
+}
+
+/// The largest architecture of `space` (every slot, largest kernel and width) with `bits`.
+pub fn largest(space: &Space, bits: u32) -> Arch {
+    let k = *space.kernels.iter().max().expect("a space has kernels");
+    let slots = space.slots();
+    let stages = (0..space.stages.len())
+        .map(|s| {
+            slots
+                .iter()
+                .filter(|sl| sl.stage == s)
+                .map(|sl| Block { kernel: k, mid: *sl.mids.iter().max().expect("mids"), pw_w: bits, pw_a: bits, dw_w: bits, dw_a: bits })
+                .collect()
+        })
+        .collect();
+    Arch { space: space.name.clone(), stages }
+}
+
+/// A subnet for `phase`: the dimensions the phase has released are random, the rest largest.
+pub fn sample_subnet(space: &Space, phase: Phase, quantized: bool, rng: &mut Rng) -> Arch {
+    let max_bits = *space.bits.iter().max().expect("bits");
+    let big = largest(space, max_bits);
+    if phase == Phase::Full {
+        return big;
+    }
+    let slots = space.slots();
+    let stages = big
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(s, b)| {
+            let depth = if matches!(phase, Phase::Depth | Phase::Width) { rng.pick(&space.stages[s].depths) as usize } else { b.len() };
+            (0..depth)
+                .map(|i| {
+                    let mut blk = b[i];
+                    blk.kernel = rng.pick(&space.kernels);
+                    if phase == Phase::Width {
+                        let slot = slots.iter().find(|x| x.stage == s && x.index == i).expect("slot");
+                        blk.mid = rng.pick(&slot.mids);
+                    }
+                    if quantized {
+                        let bits = &space.bits;
+                        (blk.pw_w, blk.pw_a, blk.dw_w, blk.dw_a) = (rng.pick(bits), rng.pick(bits), rng.pick(bits), rng.pick(bits));
+                    }
+                    blk
+                })
+                .collect()
+        })
+        .collect();
+    Arch { space: space.name.clone(), stages }
+}
+
+/// One-hot targets with label smoothing, `[b, classes]`.
+pub fn smoothed_targets(labels: &[u8], classes: usize, smoothing: f32, device: &Device) -> Tensor<2> {
+    let off = smoothing / classes as f32;
+    let mut v = vec![off; labels.len() * classes];
+    for (i, &l) in labels.iter().enumerate() {
+        v[i * classes + l as usize] += 1.0 - smoothing;
+    }
+    Tensor::<2>::from_data(TensorData::new(v, [labels.len(), classes]), device)
+}
+
+/// Number of correct predictions.
+pub fn correct(logits: Tensor<2>, labels: &[u8]) -> usize {
+    let pred: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().try_to_vec::<i64>().expect("int predictions");
+    pred.iter().zip(labels).filter(|(p, l)| **p == **l as i64).count()
+}
+
+/// The batches of one epoch: a seeded sample (or permutation) of the training images.
+fn epoch_order(n: usize, cfg: &TrainConfig, phase: usize, epoch: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    shuffle(&mut idx, cfg.seed ^ ((phase as u64) << 40) ^ ((epoch as u64) << 20) ^ 0xe90c);
+    idx.truncate(cfg.phases[phase].images.or(cfg.images_per_epoch).unwrap_or(n).min(n));
+    idx
+}
+
+fn cosine(lr: f64, step: usize, steps: usize) -> f64 {
+    let warm = (steps / 20).max(1);
+    if step < warm {
+        return lr * (step + 1) as f64 / warm as f64;
+    }
+    0.5 * lr * (1.0 + (std::f64::consts::PI * (step - warm) as f64 / (steps - warm).max(1) as f64).cos())
+}
+
+/// Train (or resume) the supernet of `space` on `data`, checkpointing to `ckpt` after every
+/// epoch. `stop_after` ends the run after that many epochs of this call (an interruption, for
+/// tests and time budgets). Returns the final state.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    space: &Space,
+    data: &DataSet,
+    cfg: &TrainConfig,
+    ckpt: &Path,
+    device: &Device,
+    stop_after: Option<usize>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Trained, CheckpointError> {
+    let (mut net, mut state, mut opt_bytes, mut teacher) = if ckpt.exists() {
+        let c = Container::load(ckpt)?;
+        let state: TrainState = serde_json::from_str(&c.header).map_err(|e| ck_err(format!("bad header ({e})"), ckpt))?;
+        if state.space_hash != space.hash() {
+            return Err(ck_err(format!("the checkpoint is of space '{}' (hash {}), not of the space given (hash {}); remove it or pass another --out", state_space_name(&state), &state.space_hash[..12], &space.hash()[..12]), ckpt));
+        }
+        if state.config != *cfg {
+            return Err(ck_err("the checkpoint was trained with a different configuration (seed, batch or schedule); remove it to start again", ckpt));
+        }
+        let net = load_module(Supernet::new(space, cfg.seed, device), c.section("net").ok_or_else(|| ck_err("no network section", ckpt))?, ckpt)?;
+        let teacher = match c.section("teacher") {
+            Some(b) => Some(load_module(Supernet::new(space, cfg.seed, device), b, ckpt)?.no_grad()),
+            None => None,
+        };
+        (net, state, c.section("optimizer").map(|b| b.to_vec()), teacher)
+    } else {
+        let state = TrainState {
+            program: format!("bitfusion {}", env!("CARGO_PKG_VERSION")),
+            space_toml: toml::to_string(space).expect("a space serialises"),
+            space_hash: space.hash(),
+            data: data.name.clone(),
+            config: cfg.clone(),
+            phase: 0,
+            epoch: 0,
+            step: 0,
+            history: Vec::new(),
+            test_accuracy: None,
+        };
+        (Supernet::new(space, cfg.seed, device), state, None, None)
+    };
+    let mut done_here = 0;
+    while state.phase < cfg.phases.len() {
+        let pc = cfg.phases[state.phase].clone();
+        if state.epoch == 0 && opt_bytes.is_none() && pc.phase == Phase::Width {
+            net = net.sort_channels();
+        }
+        if pc.phase != Phase::Full && teacher.is_none() {
+            teacher = Some(net.clone().no_grad());
+        }
+        let mut opt = AdamConfig::new().init();
+        if let Some(b) = opt_bytes.take() {
+            opt = opt.from_bytes(burn::tensor::Bytes::from_bytes_vec(b)).map_err(|e| ck_err(format!("corrupt optimizer state ({e:?})"), ckpt))?;
+        }
+        while state.epoch < pc.epochs {
+            if stop_after.is_some_and(|s| done_here >= s) {
+                return Ok(Trained { space: space.clone(), net, state });
+            }
+            let order = epoch_order(data.train.len(), cfg, state.phase, state.epoch);
+            let steps = order.len() / cfg.batch;
+            let (mut loss_sum, mut right, mut seen) = (0.0, 0usize, 0usize);
+            let start = Instant::now();
+            for s in 0..steps {
+                let idx = &order[s * cfg.batch..(s + 1) * cfg.batch];
+                let (x, _) = data.batch(&data.train, idx, device);
+                let labels: Vec<u8> = idx.iter().map(|&i| data.train.labels[i]).collect();
+                let targets = smoothed_targets(&labels, data.train.classes, cfg.label_smoothing, device);
+                let soft = teacher.as_ref().map(|t| {
+                    let (plan, w) = t.view(space, &largest(space, 32));
+                    softmax(forward(&plan, &w, x.clone(), Mode::Train { quantize: false }, None), 1).detach()
+                });
+                let mut rng = Rng::stream(cfg.seed, state.step);
+                let n_sub = if pc.phase == Phase::Full { 1 } else { cfg.subnets_per_step.max(1) };
+                let mut total: Option<Tensor<1>> = None;
+                for _ in 0..n_sub {
+                    let arch = sample_subnet(space, pc.phase, cfg.quantized, &mut rng);
+                    let (plan, w) = net.view(space, &arch);
+                    let logits = forward(&plan, &w, x.clone(), Mode::Train { quantize: cfg.quantized && pc.phase != Phase::Full }, None);
+                    right += correct(logits.clone().detach(), &labels);
+                    seen += labels.len();
+                    let mut loss = cross_entropy_with_logits(logits.clone(), targets.clone());
+                    if let Some(soft) = &soft {
+                        loss = loss + cross_entropy_with_logits(logits, soft.clone()).mul_scalar(cfg.kd_weight);
+                    }
+                    total = Some(match total {
+                        Some(t) => t + loss,
+                        None => loss,
+                    });
+                }
+                let total = total.expect("at least one subnet");
+                loss_sum += total.clone().detach().into_scalar::<f32>() as f64 / n_sub as f64;
+                let grads = GradientsParams::from_grads(total.backward(), &net);
+                net = opt.step(cosine(pc.lr, s, steps), net, grads);
+                state.step += 1;
+                let secs = start.elapsed().as_secs_f64().max(1e-9);
+                progress(&Progress {
+                    phase: pc.phase,
+                    epoch: state.epoch,
+                    epochs: pc.epochs,
+                    step: s + 1,
+                    steps,
+                    loss: loss_sum / (s + 1) as f64,
+                    accuracy: right as f64 / seen.max(1) as f64,
+                    images_per_second: ((s + 1) * cfg.batch) as f64 / secs,
+                    note: "",
+                });
+            }
+            let seconds = start.elapsed().as_secs_f64();
+            progress(&Progress {
+                phase: pc.phase,
+                epoch: state.epoch,
+                epochs: pc.epochs,
+                step: steps,
+                steps,
+                loss: loss_sum / steps.max(1) as f64,
+                accuracy: right as f64 / seen.max(1) as f64,
+                images_per_second: (steps * cfg.batch) as f64 / seconds.max(1e-9),
+                note: "validating",
+            });
+            let valid_accuracy = eval::accuracy(&net, space, &largest(space, 32), data, &data.valid, &cfg.eval, false, device);
+            state.history.push(EpochLog {
+                phase: pc.phase,
+                epoch: state.epoch,
+                loss: loss_sum / steps.max(1) as f64,
+                train_accuracy: right as f64 / seen.max(1) as f64,
+                valid_accuracy,
+                seconds,
+                images_per_second: (steps * cfg.batch) as f64 / seconds.max(1e-9),
+            });
+            state.epoch += 1;
+            if state.epoch == pc.epochs {
+                state.phase += 1;
+                state.epoch = 0;
+            }
+            let mut sections = vec![("net".to_string(), record_bytes(net.clone(), ckpt)?)];
+            if state.epoch != 0 {
+                // Mid-phase: the optimizer state continues; at a phase boundary it restarts.
+                sections.push(("optimizer".to_string(), opt.into_bytes().map_err(|e| ck_err(format!("{e:?}"), ckpt))?.to_vec()));
+            }
+            if let Some(t) = &teacher {
+                sections.push(("teacher".to_string(), record_bytes(t.clone(), ckpt)?));
+            }
+            if state.phase == cfg.phases.len() {
+                state.test_accuracy = Some(eval::accuracy(&net, space, &largest(space, 32), data, &data.test, &cfg.eval, false, device));
+            }
+            let header = serde_json::to_string_pretty(&state).expect("state serialises");
+            Container { header, sections }.save(ckpt)?;
+            done_here += 1;
+            if state.epoch == 0 {
+                break;
+            }
+        }
+    }
+    Ok(Trained { space: space.clone(), net, state })
+}
+
+fn state_space_name(state: &TrainState) -> String {
+    Space::from_toml(&state.space_toml, "checkpoint").map(|s| s.name).unwrap_or_else(|_| "?".into())
+}
+
+/// A small helper for tests and benchmarks: the number of images in an [`Images`] set.
+pub fn images(set: &Images) -> usize {
+    set.len()
+}
+
+/// A toy space and data set for tests: 12x12 grey images of 4 classes (a bright bar whose
+/// position is the class, plus noise), a 2-stage space with kernels 3/5 and bits 2/4/8.
+#[doc(hidden)]
+pub mod toy {
+    use super::*;
+    use crate::data::write;
+
+    pub const SPACE: &str = r#"
+name = "toy"
+description = "toy: 12x12x1, 2 stages"
+input_size = 12
+input_channels = 1
+kernels = [3, 5]
+expand_min = 1.0
+expand_max = 2.0
+channel_step = 4
+bits = [2, 4, 8]
+
+[stem]
+out_channels = 8
+kernel = 3
+stride = 1
+bits = 8
+
+[[stages]]
+width = 8
+stride = 2
+depths = [1, 2]
+
+[[stages]]
+width = 12
+stride = 2
+depths = [1, 2]
+
+[head]
+feature_mix = 0
+classes = 4
+bits = 8
+"#;
+
+    pub fn space() -> Space {
+        Space::from_toml(SPACE, "toy").expect("the toy space is valid")
+    }
+
+    /// Write the toy data set (IDX, raw) into `dir` and load it.
+    pub fn data(dir: &Path, n_train: usize, n_test: usize) -> DataSet {
+        std::fs::create_dir_all(dir).expect("test dir");
+        let mut rng = Rng::new(99);
+        for (prefix, n) in [("train", n_train), ("t10k", n_test)] {
+            let mut pixels = Vec::with_capacity(n * 144);
+            let mut labels = Vec::with_capacity(n);
+            for _ in 0..n {
+                let c = rng.below(4);
+                for y in 0..12 {
+                    for x in 0..12 {
+                        let bar = if c < 2 { y / 3 == c * 2 + 1 } else { x / 3 == (c - 2) * 2 + 1 };
+                        let v = if bar { 150.0 } else { 60.0 } + rng.normal() * 40.0;
+                        pixels.push(v.clamp(0.0, 255.0) as u8);
+                    }
+                }
+                labels.push(c as u8);
+            }
+            write::idx(&dir.join(format!("{prefix}-images-idx3-ubyte")), &[n, 12, 12], &pixels).expect("write");
+            write::idx(&dir.join(format!("{prefix}-labels-idx1-ubyte")), &[n], &labels).expect("write");
+        }
+        let mut d = DataSet::load(dir, n_train / 5, 1).expect("toy data loads");
+        for img in [&mut d.train, &mut d.valid, &mut d.test] {
+            img.classes = 4;
+        }
+        d
+    }
+
+    pub fn config(seed: u64) -> TrainConfig {
+        TrainConfig {
+            seed,
+            batch: 32,
+            phases: vec![
+                PhaseConfig { phase: Phase::Full, epochs: 2, lr: 5e-3, images: None },
+                PhaseConfig { phase: Phase::Kernel, epochs: 1, lr: 1e-3, images: Some(128) },
+                PhaseConfig { phase: Phase::Width, epochs: 2, lr: 1e-3, images: Some(128) },
+            ],
+            images_per_epoch: None,
+            subnets_per_step: 2,
+            kd_weight: 1.0,
+            label_smoothing: 0.1,
+            quantized: true,
+            eval: EvalConfig { calibration_images: 128, eval_images: None, batch: 128 },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("bf-train-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn params(net: &Supernet) -> Vec<f32> {
+        let (plan, w) = net.valid().view(&toy::space(), &largest(&toy::space(), 8));
+        let _ = plan;
+        w.convs.iter().flat_map(|c| c.w.clone().into_data().convert::<f32>().try_to_vec::<f32>().unwrap()).collect()
+    }
+
+    #[test]
+    fn interrupted_training_resumes_to_the_same_state() {
+        let d = tmp("resume");
+        let data = toy::data(&d.join("data"), 320, 64);
+        let space = toy::space();
+        let cfg = toy::config(5);
+        let dev = crate::device();
+        let whole = train(&space, &data, &cfg, &d.join("a.ckpt"), &dev, None, &mut |_| {}).unwrap();
+        // Interrupt after each of the first epochs (mid-phase, at a phase boundary, in the width
+        // phase), resuming every time from the checkpoint.
+        let mut runs = 0;
+        loop {
+            let t = train(&space, &data, &cfg, &d.join("b.ckpt"), &dev, Some(1), &mut |_| {}).unwrap();
+            runs += 1;
+            if t.state.phase == cfg.phases.len() {
+                let strip = |h: &[EpochLog]| h.iter().map(|e| (e.phase, e.epoch, e.loss, e.train_accuracy, e.valid_accuracy)).collect::<Vec<_>>();
+                assert_eq!(strip(&t.state.history), strip(&whole.state.history));
+                assert_eq!(params(&t.net), params(&whole.net));
+                break;
+            }
+        }
+        assert_eq!(runs, 5);
+        // The checkpoint round-trips: loading gives the same network and state.
+        let loaded = load(&d.join("a.ckpt"), &dev).unwrap();
+        assert_eq!(params(&loaded.net), params(&whole.net));
+        assert_eq!((loaded.state.phase, loaded.state.step, loaded.state.test_accuracy), (whole.state.phase, whole.state.step, whole.state.test_accuracy));
+        assert!(whole.state.test_accuracy.unwrap() > 0.8, "{:?}", whole.state);
+        // A different configuration or space is refused with a clear message.
+        let e = train(&space, &data, &toy::config(6), &d.join("a.ckpt"), &dev, None, &mut |_| {}).err().unwrap().0;
+        assert!(e.contains("different configuration"), "{e}");
+        // A corrupted checkpoint is detected.
+        let mut bytes = std::fs::read(d.join("a.ckpt")).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x55;
+        std::fs::write(d.join("c.ckpt"), bytes).unwrap();
+        assert!(load(&d.join("c.ckpt"), &dev).err().unwrap().0.contains("checksum mismatch"));
+    }
+
+    #[test]
+    fn eight_bits_cost_little_accuracy_and_two_bits_more() {
+        let d = tmp("bits");
+        let data = toy::data(&d.join("data"), 640, 256);
+        let space = toy::space();
+        let mut cfg = toy::config(3);
+        cfg.phases.truncate(1);
+        cfg.phases[0].epochs = 3;
+        let dev = crate::device();
+        let t = train(&space, &data, &cfg, &d.join("q.ckpt"), &dev, None, &mut |_| {}).unwrap();
+        let eval_cfg = EvalConfig { calibration_images: 256, eval_images: None, batch: 256 };
+        let acc = |bits: u32, quantize: bool| eval::accuracy(&t.net, &space, &largest(&space, bits), &data, &data.test, &eval_cfg, quantize, &dev);
+        let (fp, q8, q2) = (acc(8, false), acc(8, true), acc(2, true));
+        assert!(fp > 0.9, "fp32 {fp}");
+        assert!((fp - q8).abs() <= 0.03, "fp32 {fp}, 8-bit {q8}");
+        assert!(fp - q2 > (fp - q8).abs() + 0.05, "fp32 {fp}, 8-bit {q8}, 2-bit {q2}");
+    }
+}

@@ -1,0 +1,287 @@
+//! `bitfusion supernet train|sample|eval`: thin wrappers over `bitfusion_models`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use bitfusion_models::data::{DEFAULT_DIR, DataSet};
+use bitfusion_models::eval::{self, EvalConfig, FinetuneConfig, SampleConfig};
+use bitfusion_models::train::{self, PhaseConfig, Progress, TrainConfig};
+use bitfusion_search::{Arch, Space};
+
+/// Data-set selection shared by the supernet commands.
+#[derive(clap::Args, Clone)]
+pub struct DataArgs {
+    /// Directory of IDX files (train-*/t10k-*, gzipped or raw; MNIST or Fashion-MNIST) or of
+    /// CIFAR-10 binary batches. Default: Debian's dataset-fashion-mnist.
+    #[arg(long, default_value = DEFAULT_DIR)]
+    pub data: PathBuf,
+    /// Training images held out (seeded) for validation.
+    #[arg(long, default_value_t = 5000)]
+    pub valid: usize,
+    /// Seed of the validation split.
+    #[arg(long, default_value_t = 1)]
+    pub split_seed: u64,
+}
+
+impl DataArgs {
+    fn load(&self) -> anyhow::Result<DataSet> {
+        Ok(DataSet::load(&self.data, self.valid, self.split_seed)?)
+    }
+}
+
+/// Measurement settings shared by sample and eval.
+#[derive(clap::Args, Clone)]
+pub struct MeasureArgs {
+    /// Training images used to recalibrate batch norm (and activation ranges) per subnet.
+    #[arg(long, default_value_t = 1000)]
+    pub calibration_images: usize,
+    /// Validation images evaluated per subnet (0 = all).
+    #[arg(long, default_value_t = 5000)]
+    pub eval_images: usize,
+}
+
+impl MeasureArgs {
+    fn config(&self) -> EvalConfig {
+        EvalConfig { calibration_images: self.calibration_images, eval_images: (self.eval_images > 0).then_some(self.eval_images), batch: 500 }
+    }
+}
+
+#[derive(clap::Subcommand)]
+pub enum SupernetCommand {
+    /// Train a once-for-all supernet: the full network, then progressive shrinking (kernel,
+    /// depth, width) with distillation. Checkpoints every epoch; re-running resumes.
+    Train {
+        /// A preset space (micro, apq, apq-wide-bits) or a space TOML file.
+        #[arg(long, default_value = "micro")]
+        space: String,
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Epochs of the full network, then of the kernel, depth and width phases.
+        #[arg(long, value_delimiter = ',', default_value = "2,1,1,1")]
+        epochs: Vec<usize>,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Training images per epoch (a fresh seeded sample each epoch; 0 = all).
+        #[arg(long, default_value_t = 0)]
+        images_per_epoch: usize,
+        /// Training images per epoch of the shrinking phases (0 = as --images-per-epoch).
+        #[arg(long, default_value_t = 10_000)]
+        shrink_images: usize,
+        /// Subnets sampled per step in the shrinking phases.
+        #[arg(long, default_value_t = 2)]
+        subnets_per_step: usize,
+        /// Also sample per-layer bits in the shrinking phases (quantization-aware supernet).
+        #[arg(long)]
+        quantized: bool,
+        /// Stop after this many epochs of this run (resume later by running again).
+        #[arg(long)]
+        stop_after: Option<usize>,
+        #[command(flatten)]
+        measure: MeasureArgs,
+    },
+    /// Measure random subnets and append (architecture, [bits,] accuracy) pairs to a JSON-lines
+    /// file; pairs already there are skipped.
+    Sample {
+        #[arg(long)]
+        ckpt: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        n: usize,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Random bits per layer, quantization-aware fine-tuning, quantized accuracy.
+        #[arg(long)]
+        quantized: bool,
+        #[arg(long, default_value_t = 50)]
+        finetune_steps: usize,
+        #[command(flatten)]
+        measure: MeasureArgs,
+    },
+    /// Measure one subnet (fp32, or quantized with its own or uniform bits).
+    Eval {
+        #[arg(long)]
+        ckpt: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Canonical architecture text or JSON (its space must be the checkpoint's).
+        #[arg(long)]
+        arch: String,
+        /// fp32 (default), arch (the architecture's own bits) or a uniform width such as 4.
+        #[arg(long, default_value = "fp32")]
+        bits: String,
+        /// Quantization-aware fine-tuning steps before measuring (quantized only).
+        #[arg(long, default_value_t = 0)]
+        finetune_steps: usize,
+        /// Also report the test-set accuracy.
+        #[arg(long)]
+        test: bool,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        measure: MeasureArgs,
+    },
+}
+
+fn bar(len: u64) -> anyhow::Result<indicatif::ProgressBar> {
+    let b = indicatif::ProgressBar::new(len);
+    b.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} ETA {eta}")
+            .map_err(|e| anyhow!("progress bar: {e}"))?,
+    );
+    Ok(b)
+}
+
+pub fn run(cmd: SupernetCommand) -> anyhow::Result<bool> {
+    match cmd {
+        SupernetCommand::Train { space, data, out, seed, epochs, batch, images_per_epoch, shrink_images, subnets_per_step, quantized, stop_after, measure } => {
+            let space = Space::load(&space)?;
+            let mut cfg = TrainConfig::micro_default(seed);
+            if epochs.len() != cfg.phases.len() {
+                bail!("--epochs: give {} counts (full, kernel, depth, width), got {}", cfg.phases.len(), epochs.len());
+            }
+            for (p, e) in cfg.phases.iter_mut().zip(&epochs) {
+                p.epochs = *e;
+                p.images = match (p.phase, shrink_images) {
+                    (train::Phase::Full, _) | (_, 0) => None,
+                    (_, n) => Some(n),
+                };
+            }
+            cfg.phases.retain(|p: &PhaseConfig| p.epochs > 0);
+            if batch == 0 {
+                bail!("--batch: must be at least 1");
+            }
+            cfg.batch = batch;
+            cfg.images_per_epoch = (images_per_epoch > 0).then_some(images_per_epoch);
+            cfg.subnets_per_step = subnets_per_step;
+            cfg.quantized = quantized;
+            cfg.eval = measure.config();
+            let data = data.load()?;
+            train_supernet(&space, &data, &cfg, &out, stop_after)
+        }
+        SupernetCommand::Sample { ckpt, data, n, out, seed, quantized, finetune_steps, measure } => {
+            let device = bitfusion_models::device();
+            let trained = train::load(&ckpt, &device)?;
+            let data = data.load()?;
+            let cfg = SampleConfig {
+                n,
+                seed,
+                quantized,
+                finetune: FinetuneConfig { steps: finetune_steps, ..FinetuneConfig::default() },
+                eval: measure.config(),
+            };
+            let b = bar(n as u64)?;
+            let started = std::time::Instant::now();
+            let pairs = eval::sample_pairs(&trained.net, &trained.space, &data, &cfg, &out, &device, &mut |i, _, p| {
+                b.set_position(i as u64 + 1);
+                b.set_message(format!("last {:.3}", p.accuracy));
+            })
+            .map_err(|e| anyhow!(e))?;
+            b.finish_and_clear();
+            let kind = if quantized { format!("quantized, {finetune_steps} fine-tuning steps") } else { "fp32".into() };
+            let (lo, med, hi) = eval::spread(&pairs).unwrap_or_default();
+            eprintln!(
+                "{} pairs ({kind}) in {}: validation accuracy min {lo:.4}, median {med:.4}, max {hi:.4}; this run {:.1} s",
+                pairs.len(),
+                out.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(true)
+        }
+        SupernetCommand::Eval { ckpt, data, arch, bits, finetune_steps, test, seed, measure } => {
+            let device = bitfusion_models::device();
+            let trained = train::load(&ckpt, &device)?;
+            let data = data.load()?;
+            let mut arch = Arch::parse(&read_arch(&arch)?, &trained.space)?;
+            let quantize = match bits.as_str() {
+                "fp32" => false,
+                "arch" => true,
+                n => {
+                    let b: u32 = n.parse().map_err(|_| anyhow!("--bits: '{n}' is not fp32, arch or a bit width"))?;
+                    if !(2..=8).contains(&b) {
+                        bail!("--bits: {b} is not a width Bit Fusion runs (2..8)");
+                    }
+                    for blk in arch.stages.iter_mut().flatten() {
+                        (blk.pw_w, blk.pw_a, blk.dw_w, blk.dw_a) = (b, b, b, b);
+                    }
+                    true
+                }
+            };
+            let cfg = measure.config();
+            let ft = FinetuneConfig { steps: finetune_steps, ..FinetuneConfig::default() };
+            let measure_on = |images| {
+                if quantize {
+                    eval::finetuned_accuracy(&trained.net, &trained.space, &arch, &data, images, &cfg, &ft, seed, &device)
+                } else {
+                    eval::accuracy(&trained.net, &trained.space, &arch, &data, images, &cfg, false, &device)
+                }
+            };
+            let what = if quantize { format!("quantized, {finetune_steps} fine-tuning steps") } else { "fp32".into() };
+            println!("{} ({what}): validation accuracy {:.4}", arch.to_text(), measure_on(&data.valid));
+            if test {
+                let cfg_all = EvalConfig { eval_images: None, ..cfg.clone() };
+                let acc = if quantize {
+                    eval::finetuned_accuracy(&trained.net, &trained.space, &arch, &data, &data.test, &cfg_all, &ft, seed, &device)
+                } else {
+                    eval::accuracy(&trained.net, &trained.space, &arch, &data, &data.test, &cfg_all, false, &device)
+                };
+                println!("test accuracy {acc:.4} ({} images)", data.test.len());
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// An architecture given inline or as a file path.
+fn read_arch(arg: &str) -> anyhow::Result<String> {
+    let p = Path::new(arg);
+    if !arg.contains(':') && !arg.starts_with('{') && p.exists() {
+        return std::fs::read_to_string(p).with_context(|| format!("cannot read {arg}"));
+    }
+    Ok(arg.to_string())
+}
+
+/// Train with a progress bar and a summary; the library call the pipeline also uses.
+pub fn train_supernet(space: &Space, data: &DataSet, cfg: &TrainConfig, out: &Path, stop_after: Option<usize>) -> anyhow::Result<bool> {
+    let device = bitfusion_models::device();
+    let b = bar(0)?;
+    let started = std::time::Instant::now();
+    let trained = train::train(space, data, cfg, out, &device, stop_after, &mut |p: &Progress| {
+        b.set_length(p.steps as u64);
+        b.set_position(p.step as u64);
+        b.set_message(format!(
+            "{:?} epoch {}/{}: loss {:.3} acc {:.3} {:.0} img/s {}",
+            p.phase,
+            p.epoch + 1,
+            p.epochs,
+            p.loss,
+            p.accuracy,
+            p.images_per_second,
+            p.note
+        ));
+    })?;
+    b.finish_and_clear();
+    for h in &trained.state.history {
+        eprintln!(
+            "{:?} epoch {}: loss {:.3}, train acc {:.4}, valid acc {:.4} (largest), {:.0} s, {:.0} img/s",
+            h.phase,
+            h.epoch + 1,
+            h.loss,
+            h.train_accuracy,
+            h.valid_accuracy,
+            h.seconds,
+            h.images_per_second
+        );
+    }
+    match trained.state.test_accuracy {
+        Some(t) => eprintln!("training complete: full network test accuracy {t:.4} ({} backend); checkpoint {}", bitfusion_models::backend_name(), out.display()),
+        None => eprintln!("stopped after this run's epochs ({:.0} s); run the same command again to resume from {}", started.elapsed().as_secs_f64(), out.display()),
+    }
+    Ok(true)
+}
