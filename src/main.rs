@@ -3,6 +3,8 @@
 //! errors with a non-zero exit code.
 
 mod commands;
+mod pipeline;
+mod search_cmd;
 mod supernet;
 
 use clap::{Parser, Subcommand};
@@ -132,6 +134,18 @@ enum Command {
         #[command(subcommand)]
         what: supernet::SupernetCommand,
     },
+    /// Accuracy predictors: train (fp32, quantization-aware, transferred) and the transfer experiment.
+    Predictor {
+        #[command(subcommand)]
+        what: search_cmd::PredictorCommand,
+    },
+    /// Hardware-aware search: the best predicted accuracy under a latency/energy budget from the
+    /// LUT (evolution), optionally the whole Pareto front and every baseline method.
+    Search(Box<search_cmd::SearchArgs>),
+    /// The whole pipeline on an embedded default (micro space, Fashion-MNIST, the paper's hwconfig):
+    /// LUT, supernet, pairs, predictors, searches, baselines, verification, plots and report.md.
+    /// Every stage is cached in OUT and skipped when its inputs are unchanged.
+    Run(Box<pipeline::RunArgs>),
     /// Draw charts (PNG and SVG).
     Plot {
         #[command(subcommand)]
@@ -216,6 +230,10 @@ enum PlotCommand {
         #[arg(long)]
         precision: Option<String>,
     },
+    /// Accuracy/latency and accuracy/energy fronts of a search directory (every method its own
+    /// series, predicted and measured points), the winner's per-layer bits and channels, and the
+    /// predictor-transfer curve.
+    Pareto { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -248,6 +266,15 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Paper { hw, out } => commands::paper(&hw, out.as_deref()).map(|_| true),
         Command::Space { space, random, seed } => commands::space(&space, random, seed).map(|_| true),
         Command::Supernet { what } => supernet::run(what),
+        Command::Predictor { what } => search_cmd::run_predictor(what),
+        Command::Search(args) => search_cmd::search(&args),
+        Command::Run(args) => pipeline::run(&args),
+        Command::Plot { what: PlotCommand::Pareto { dir } } => {
+            for f in search_cmd::plot_pareto(&dir)? {
+                println!("wrote {}", f.display());
+            }
+            Ok(true)
+        }
         Command::Lut { what } => match what {
             LutCommand::Build { space, hw, model, objective, batch, out } => {
                 commands::lut_build(&space, &hw, model.as_deref(), &objective, batch, &out).map(|_| true)

@@ -9,6 +9,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod eval;
+pub mod predictor;
 pub mod quant;
 pub mod rng;
 pub mod supernet;

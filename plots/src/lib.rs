@@ -521,6 +521,9 @@ fn draw_grouped<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, g: &Grouped) 
     Ok(())
 }
 
+mod search;
+pub use search::{LayerChoice, SearchPoint, plot_arch, plot_pareto, plot_transfer};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -189,7 +189,7 @@ impl Arch {
             Layer::conv("stem", batch, space.input_channels, st.out_channels, space.input_size, st.kernel, st.stride, st.kernel / 2, 1, st.bits, st.bits)
                 .with_im2col(true),
         );
-        let mut size = Space::after(space.input_size, st.kernel, st.stride);
+        let size = Space::after(space.input_size, st.kernel, st.stride);
         if let Some(f) = &space.first_block {
             let c = st.out_channels;
             v.push(Layer::conv("first_dw", batch, c, c, size, f.kernel, 1, f.kernel / 2, c, f.bits, f.bits));
@@ -198,12 +198,7 @@ impl Arch {
         let slots = space.slots();
         for (sl, b) in slots.iter().zip(self.by_slot(&slots)) {
             let Some(b) = b else { continue };
-            let name = format!("s{}b{}", sl.stage, sl.index);
-            size = sl.in_size;
-            v.push(Layer::conv(&format!("{name}_expand"), batch, sl.in_channels, b.mid, size, 1, 1, 0, 1, b.pw_w, b.pw_a));
-            v.push(Layer::conv(&format!("{name}_dw"), batch, b.mid, b.mid, size, b.kernel, sl.stride, b.kernel / 2, b.mid, b.dw_w, b.dw_a));
-            size = Space::after(size, b.kernel, sl.stride);
-            v.push(Layer::conv(&format!("{name}_project"), batch, b.mid, sl.out_channels, size, 1, 1, 0, 1, b.pw_w, b.pw_a));
+            v.extend(block_layers(sl, b, batch));
         }
         let (c, hsize) = space.head_in();
         let h = &space.head;
@@ -215,6 +210,18 @@ impl Arch {
         v.push(Layer::fc("classifier", batch, feat, h.classes, h.bits, h.bits));
         v
     }
+}
+
+/// The three layers of `block` in `slot`: expand, depthwise, project.
+pub fn block_layers(sl: &Slot, b: &Block, batch: u32) -> [Layer; 3] {
+    let name = format!("s{}b{}", sl.stage, sl.index);
+    let size = sl.in_size;
+    let out = Space::after(size, b.kernel, sl.stride);
+    [
+        Layer::conv(&format!("{name}_expand"), batch, sl.in_channels, b.mid, size, 1, 1, 0, 1, b.pw_w, b.pw_a),
+        Layer::conv(&format!("{name}_dw"), batch, b.mid, b.mid, size, b.kernel, sl.stride, b.kernel / 2, b.mid, b.dw_w, b.dw_a),
+        Layer::conv(&format!("{name}_project"), batch, b.mid, sl.out_channels, out, 1, 1, 0, 1, b.pw_w, b.pw_a),
+    ]
 }
 
 #[cfg(test)]

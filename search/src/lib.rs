@@ -3,6 +3,8 @@
 //! ([`lut`]). Depends on `bitfusion-simulator`, never the reverse.
 
 pub mod arch;
+pub mod evolution;
+pub mod methods;
 pub mod lut;
 pub mod space;
 

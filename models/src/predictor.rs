@@ -1,0 +1,425 @@
+//! The accuracy predictor (APQ's): a 3-layer MLP over the architecture's one-hot encoding
+//! (`bitfusion_search::arch`), trained with burn. The fp32 variant reads the architecture part;
+//! the quantization-aware variant also reads the bit part and is initialised from an fp32
+//! predictor (its first layer's architecture columns copied, bit columns zero, so it starts as
+//! the fp32 predictor) and fine-tuned on quantized pairs: predictor transfer.
+//!
+//! Inference runs in plain Rust on the extracted weights: deterministic, thread-safe, and fast
+//! enough for evolution (one small matrix-vector product per layer).
+
+use std::path::Path;
+
+use bitfusion_search::evolution::Predictor as SearchPredictor;
+use bitfusion_search::{Arch, Space};
+use burn::module::{Module, Param};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+use burn::tensor::module::linear;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{CheckpointError, Container};
+use crate::eval::Pair;
+use crate::rng::{Rng, shuffle};
+
+/// The MLP's parameters.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub w: Vec<Param<Tensor<2>>>,
+    pub b: Vec<Param<Tensor<1>>>,
+}
+
+/// Training settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PredictorConfig {
+    pub hidden: usize,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f64,
+    /// Fraction of pairs held out for the report.
+    pub holdout: f64,
+    pub seed: u64,
+}
+
+impl Default for PredictorConfig {
+    fn default() -> PredictorConfig {
+        PredictorConfig { hidden: 400, epochs: 300, batch: 64, lr: 1e-3, holdout: 0.2, seed: 1 }
+    }
+}
+
+/// Held-out quality of a predictor.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub rmse: f64,
+    pub kendall_tau: f64,
+    /// Fraction of held-out pairs of architectures ranked in the right order.
+    pub pairwise_accuracy: f64,
+    pub train: usize,
+    pub test: usize,
+}
+
+/// The file header of a saved predictor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PredictorHeader {
+    pub space: String,
+    pub space_hash: String,
+    /// Reads the bit encoding (quantization-aware).
+    pub quantized: bool,
+    pub inputs: usize,
+    pub hidden: usize,
+    /// Targets are normalised: prediction = mean + scale * output.
+    pub mean: f64,
+    pub scale: f64,
+    pub transferred_from: Option<String>,
+    pub config: PredictorConfig,
+    pub metrics: Metrics,
+}
+
+/// A trained predictor ready for inference.
+#[derive(Clone, Debug)]
+pub struct AccuracyPredictor {
+    pub header: PredictorHeader,
+    pub space: Space,
+    /// Row-major `[in, out]` weights and biases of each layer.
+    layers: Vec<(Vec<f32>, Vec<f32>, usize, usize)>,
+}
+
+/// Encoding of an architecture: the architecture part, plus the bit part when `quantized`.
+pub fn features(space: &Space, arch: &Arch, quantized: bool) -> Vec<f32> {
+    let (mut a, b) = arch.encode(space);
+    if quantized {
+        a.extend(b);
+    }
+    a
+}
+
+fn tensor2(v: Vec<f32>, rows: usize, cols: usize, dev: &Device) -> Tensor<2> {
+    Tensor::<2>::from_data(TensorData::new(v, [rows, cols]), dev)
+}
+
+impl Mlp {
+    fn new(dims: &[usize], seed: u64, dev: &Device) -> Mlp {
+        let mut rng = Rng::new(seed);
+        let mut w = Vec::new();
+        let mut b = Vec::new();
+        for d in dims.windows(2) {
+            let std = (2.0 / d[0] as f64).sqrt();
+            let v: Vec<f32> = (0..d[0] * d[1]).map(|_| (rng.normal() * std) as f32).collect();
+            w.push(Param::from_tensor(tensor2(v, d[0], d[1], dev)));
+            b.push(Param::from_tensor(Tensor::<1>::from_data(TensorData::new(vec![0f32; d[1]], [d[1]]), dev)));
+        }
+        Mlp { w, b }
+    }
+
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let n = self.w.len();
+        let mut h = x;
+        for (i, (w, b)) in self.w.iter().zip(&self.b).enumerate() {
+            h = linear(h, w.val(), Some(b.val()));
+            if i + 1 < n {
+                h = relu(h);
+            }
+        }
+        h
+    }
+}
+
+fn data_of<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 data")
+}
+
+/// Kendall's tau-a and the pairwise ranking accuracy of predictions against truth.
+pub fn rank_metrics(pred: &[f64], truth: &[f64]) -> (f64, f64) {
+    let (mut concord, mut discord, mut right, mut total) = (0i64, 0i64, 0usize, 0usize);
+    for i in 0..pred.len() {
+        for j in i + 1..pred.len() {
+            let (p, t) = (pred[i] - pred[j], truth[i] - truth[j]);
+            if t == 0.0 {
+                continue;
+            }
+            total += 1;
+            if p * t > 0.0 {
+                concord += 1;
+                right += 1;
+            } else if p * t < 0.0 {
+                discord += 1;
+            }
+        }
+    }
+    let tau = if total == 0 { 0.0 } else { (concord - discord) as f64 / total as f64 };
+    (tau, if total == 0 { 0.0 } else { right as f64 / total as f64 })
+}
+
+/// Train a predictor on (features, accuracy) samples; `init` transfers from an fp32 predictor.
+pub fn train_predictor(
+    space: &Space,
+    samples: &[(Arch, f64)],
+    quantized: bool,
+    init: Option<&AccuracyPredictor>,
+    cfg: &PredictorConfig,
+) -> Result<AccuracyPredictor, String> {
+    if samples.len() < 4 {
+        return Err(format!("{} pairs are too few to train a predictor (need at least 4)", samples.len()));
+    }
+    let dev = crate::device();
+    let x: Vec<Vec<f32>> = samples.iter().map(|(a, _)| features(space, a, quantized)).collect();
+    let inputs = x[0].len();
+    // Seeded holdout split.
+    let mut idx: Vec<usize> = (0..samples.len()).collect();
+    shuffle(&mut idx, cfg.seed ^ 0x40_1d);
+    let n_test = ((samples.len() as f64 * cfg.holdout).round() as usize).min(samples.len() - 2);
+    let (test, train) = idx.split_at(n_test);
+    // Normalisation: the transferred predictor keeps its source's, so its outputs mean the same.
+    let (mean, scale) = match init {
+        Some(p) => (p.header.mean, p.header.scale),
+        None => {
+            let ys: Vec<f64> = train.iter().map(|&i| samples[i].1).collect();
+            let m = ys.iter().sum::<f64>() / ys.len() as f64;
+            let s = (ys.iter().map(|y| (y - m).powi(2)).sum::<f64>() / ys.len() as f64).sqrt().max(1e-3);
+            (m, s)
+        }
+    };
+    let dims = [inputs, cfg.hidden, cfg.hidden, 1];
+    let mut mlp = Mlp::new(&dims, cfg.seed, &dev);
+    if let Some(p) = init {
+        if p.layers.len() != 3 || p.layers[0].3 != cfg.hidden {
+            return Err(format!("--transfer-from: the source predictor has hidden size {}, not {}", p.layers[0].3, cfg.hidden));
+        }
+        if p.header.space_hash != space.hash() {
+            return Err("--transfer-from: the source predictor was trained on another space".into());
+        }
+        let mut w = Vec::new();
+        let mut b = Vec::new();
+        for (i, (lw, lb, rows, cols)) in p.layers.iter().enumerate() {
+            let mut v = lw.clone();
+            let mut r = *rows;
+            if i == 0 && inputs > *rows {
+                v.extend(std::iter::repeat_n(0.0, (inputs - rows) * cols));
+                r = inputs;
+            }
+            w.push(Param::from_tensor(tensor2(v, r, *cols, &dev)));
+            b.push(Param::from_tensor(Tensor::<1>::from_data(TensorData::new(lb.clone(), [*cols]), &dev)));
+        }
+        mlp = Mlp { w, b };
+    }
+    let mut opt = AdamConfig::new().init();
+    let mut order: Vec<usize> = train.to_vec();
+    for epoch in 0..cfg.epochs {
+        shuffle(&mut order, cfg.seed ^ ((epoch as u64) << 8));
+        for chunk in order.chunks(cfg.batch.max(1)) {
+            let xb: Vec<f32> = chunk.iter().flat_map(|&i| x[i].iter().copied()).collect();
+            let yb: Vec<f32> = chunk.iter().map(|&i| ((samples[i].1 - mean) / scale) as f32).collect();
+            let pred = mlp.forward(tensor2(xb, chunk.len(), inputs, &dev));
+            let loss = (pred - tensor2(yb, chunk.len(), 1, &dev)).powf_scalar(2.0).mean();
+            let grads = GradientsParams::from_grads(loss.backward(), &mlp);
+            mlp = opt.step(cfg.lr, mlp, grads);
+        }
+    }
+    let layers = mlp
+        .valid()
+        .w
+        .iter()
+        .zip(mlp.valid().b.iter())
+        .map(|(w, b)| {
+            let [r, c] = w.val().dims();
+            (data_of(w.val()), data_of(b.val()), r, c)
+        })
+        .collect();
+    let mut p = AccuracyPredictor {
+        header: PredictorHeader {
+            space: space.name.clone(),
+            space_hash: space.hash(),
+            quantized,
+            inputs,
+            hidden: cfg.hidden,
+            mean,
+            scale,
+            transferred_from: init.map(|p| format!("{} predictor of {}", if p.header.quantized { "quantized" } else { "fp32" }, p.header.space)),
+            config: cfg.clone(),
+            metrics: Metrics::default(),
+        },
+        space: space.clone(),
+        layers,
+    };
+    let tp: Vec<f64> = test.iter().map(|&i| p.predict_one(&samples[i].0)).collect();
+    let tt: Vec<f64> = test.iter().map(|&i| samples[i].1).collect();
+    let rmse = (tp.iter().zip(&tt).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / tt.len().max(1) as f64).sqrt();
+    let (kendall_tau, pairwise_accuracy) = rank_metrics(&tp, &tt);
+    p.header.metrics = Metrics { rmse, kendall_tau, pairwise_accuracy, train: train.len(), test: test.len() };
+    Ok(p)
+}
+
+impl AccuracyPredictor {
+    pub fn predict_one(&self, arch: &Arch) -> f64 {
+        let mut h: Vec<f32> = features(&self.space, arch, self.header.quantized);
+        for (i, (w, b, rows, cols)) in self.layers.iter().enumerate() {
+            let mut out = b.clone();
+            for (r, &x) in h.iter().enumerate().take(*rows) {
+                if x != 0.0 {
+                    let row = &w[r * cols..(r + 1) * cols];
+                    for (o, wv) in out.iter_mut().zip(row) {
+                        *o += x * wv;
+                    }
+                }
+            }
+            if i + 1 < self.layers.len() {
+                out.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            h = out;
+        }
+        self.header.mean + self.header.scale * h[0] as f64
+    }
+
+    /// Save as a checkpoint container (header + weights), atomically.
+    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+        let mut sections = Vec::new();
+        for (i, (w, b, _, _)) in self.layers.iter().enumerate() {
+            sections.push((format!("w{i}"), w.iter().flat_map(|v| v.to_le_bytes()).collect()));
+            sections.push((format!("b{i}"), b.iter().flat_map(|v| v.to_le_bytes()).collect()));
+        }
+        let header = serde_json::json!({ "predictor": self.header, "space_toml": toml::to_string(&self.space).expect("space serialises") });
+        Container { header: serde_json::to_string_pretty(&header).expect("header"), sections }.save(path)
+    }
+
+    pub fn load(path: &Path) -> Result<AccuracyPredictor, CheckpointError> {
+        let c = Container::load(path)?;
+        let bad = |m: String| CheckpointError(format!("{}: {m}", path.display()));
+        let v: serde_json::Value = serde_json::from_str(&c.header).map_err(|e| bad(format!("bad header ({e})")))?;
+        let header: PredictorHeader = serde_json::from_value(v["predictor"].clone()).map_err(|e| bad(format!("not a predictor file ({e})")))?;
+        let space = Space::from_toml(v["space_toml"].as_str().unwrap_or_default(), &path.display().to_string()).map_err(|e| bad(e.0))?;
+        let floats = |name: &str| -> Result<Vec<f32>, CheckpointError> {
+            let b = c.section(name).ok_or_else(|| bad(format!("no section {name}")))?;
+            Ok(b.chunks_exact(4).map(|x| f32::from_le_bytes(x.try_into().expect("4 bytes"))).collect())
+        };
+        let dims = [header.inputs, header.hidden, header.hidden, 1];
+        let mut layers = Vec::new();
+        for (i, d) in dims.windows(2).enumerate() {
+            let (w, b) = (floats(&format!("w{i}"))?, floats(&format!("b{i}"))?);
+            if w.len() != d[0] * d[1] || b.len() != d[1] {
+                return Err(bad(format!("layer {i} has {} weights, expected {}", w.len(), d[0] * d[1])));
+            }
+            layers.push((w, b, d[0], d[1]));
+        }
+        Ok(AccuracyPredictor { header, space, layers })
+    }
+}
+
+impl SearchPredictor for AccuracyPredictor {
+    fn predict(&self, archs: &[Arch]) -> Vec<f64> {
+        archs.iter().map(|a| self.predict_one(a)).collect()
+    }
+}
+
+/// (architecture, accuracy) samples from pairs of one kind, checked against `space`.
+pub fn samples(space: &Space, pairs: &[Pair], quantized: bool) -> Result<Vec<(Arch, f64)>, String> {
+    pairs
+        .iter()
+        .filter(|p| p.quantized == quantized)
+        .map(|p| Arch::parse(&p.arch, space).map(|a| (a, p.accuracy)).map_err(|e| format!("pair {}: {e}", p.index)))
+        .collect()
+}
+
+/// One point of the transfer experiment: mean pairwise accuracy over seeds on a fixed test set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransferPoint {
+    pub quantized_pairs: usize,
+    pub scratch_pairwise: f64,
+    pub transferred_pairwise: f64,
+    pub scratch_tau: f64,
+    pub transferred_tau: f64,
+}
+
+/// APQ's Figure 7: pairwise accuracy of predictors trained on `n` quantized pairs, from scratch
+/// and transferred from `fp32`, for each `n`, on the same held-out quantized pairs.
+pub fn transfer_experiment(space: &Space, fp32: &AccuracyPredictor, quant: &[(Arch, f64)], sizes: &[usize], seeds: usize, cfg: &PredictorConfig) -> Result<Vec<TransferPoint>, String> {
+    let mut idx: Vec<usize> = (0..quant.len()).collect();
+    shuffle(&mut idx, cfg.seed ^ 0x7a);
+    let n_test = (quant.len() / 4).max(4).min(quant.len().saturating_sub(4));
+    let test: Vec<(Arch, f64)> = idx[..n_test].iter().map(|&i| quant[i].clone()).collect();
+    let pool: Vec<(Arch, f64)> = idx[n_test..].iter().map(|&i| quant[i].clone()).collect();
+    let truth: Vec<f64> = test.iter().map(|s| s.1).collect();
+    let mut out = Vec::new();
+    for &n in sizes.iter().filter(|&&n| n >= 4 && n <= pool.len()) {
+        let (mut sp, mut tp, mut st, mut tt) = (0.0, 0.0, 0.0, 0.0);
+        for seed in 0..seeds {
+            let mut pick: Vec<usize> = (0..pool.len()).collect();
+            shuffle(&mut pick, seed as u64 * 7919 + n as u64);
+            let train: Vec<(Arch, f64)> = pick[..n].iter().map(|&i| pool[i].clone()).collect();
+            let c = PredictorConfig { holdout: 0.0, seed: seed as u64 + 1, ..cfg.clone() };
+            for (init, p_sum, t_sum) in [(None, &mut sp, &mut st), (Some(fp32), &mut tp, &mut tt)] {
+                let p = train_predictor(space, &train, true, init, &c)?;
+                let pred: Vec<f64> = test.iter().map(|s| p.predict_one(&s.0)).collect();
+                let (tau, pw) = rank_metrics(&pred, &truth);
+                *p_sum += pw / seeds as f64;
+                *t_sum += tau / seeds as f64;
+            }
+        }
+        out.push(TransferPoint { quantized_pairs: n, scratch_pairwise: sp, transferred_pairwise: tp, scratch_tau: st, transferred_tau: tt });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn micro() -> Space {
+        Space::load("micro").unwrap()
+    }
+
+    /// A known function of the encoding: fixed random weights on the architecture part, a
+    /// smooth bits effect.
+    fn synthetic(space: &Space, a: &Arch, with_bits: bool) -> f64 {
+        let (arch, bits) = a.encode(space);
+        let mut r = Rng::new(17);
+        let mut y: f64 = arch.iter().map(|x| *x as f64 * (r.unit() - 0.3)).sum::<f64>() * 0.01 + 0.8;
+        if with_bits {
+            let mut r = Rng::new(18);
+            y += bits.iter().map(|x| *x as f64 * (r.unit() - 0.5)).sum::<f64>() * 0.01;
+            y -= a.stages.iter().flatten().map(|b| 0.02 / b.dw_a as f64 + 0.01 / b.pw_w as f64).sum::<f64>();
+        }
+        y
+    }
+
+    fn archs(space: &Space, n: usize, seed: u64) -> Vec<Arch> {
+        let mut s = seed;
+        (0..n).map(|_| Arch::random(space, &mut s)).collect()
+    }
+
+    #[test]
+    fn learns_a_known_function_of_the_encoding() {
+        let space = micro();
+        let data: Vec<(Arch, f64)> = archs(&space, 2000, 1).into_iter().map(|a| {
+            let y = synthetic(&space, &a, true);
+            (a, y)
+        }).collect();
+        let cfg = PredictorConfig { hidden: 128, epochs: 200, ..PredictorConfig::default() };
+        let p = train_predictor(&space, &data, true, None, &cfg).unwrap();
+        assert!(p.header.metrics.kendall_tau > 0.9, "{:?}", p.header.metrics);
+        // Save and load give the same predictions.
+        let path = std::env::temp_dir().join(format!("bf-pred-{}.bin", std::process::id()));
+        p.save(&path).unwrap();
+        let q = AccuracyPredictor::load(&path).unwrap();
+        for (a, _) in data.iter().take(20) {
+            assert_eq!(p.predict_one(a), q.predict_one(a));
+        }
+    }
+
+    #[test]
+    fn transfer_beats_scratch_with_few_quantized_pairs() {
+        let space = micro();
+        let fp: Vec<(Arch, f64)> = archs(&space, 500, 2).into_iter().map(|a| {
+            let y = synthetic(&space, &a, false);
+            (a, y)
+        }).collect();
+        let cfg = PredictorConfig { hidden: 64, epochs: 60, ..PredictorConfig::default() };
+        let fp32 = train_predictor(&space, &fp, false, None, &cfg).unwrap();
+        let q: Vec<(Arch, f64)> = archs(&space, 140, 3).into_iter().map(|a| {
+            let y = synthetic(&space, &a, true);
+            (a, y)
+        }).collect();
+        let pts = transfer_experiment(&space, &fp32, &q, &[20], 2, &cfg).unwrap();
+        assert_eq!(pts.len(), 1);
+        assert!(pts[0].transferred_pairwise > pts[0].scratch_pairwise + 0.03, "{pts:?}");
+    }
+}

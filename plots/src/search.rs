@@ -1,0 +1,186 @@
+//! Charts of the search: accuracy/latency and accuracy/energy fronts with one series per method
+//! (predicted and measured points distinguished), a per-layer chart of an architecture's bits and
+//! channels, and the predictor-transfer curve.
+
+use super::*;
+
+/// One searched or baseline architecture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchPoint {
+    pub method: String,
+    pub predicted: f64,
+    pub measured: Option<f64>,
+    pub latency_ms: f64,
+    pub energy_mj: f64,
+}
+
+struct Fronts<'a> {
+    title: String,
+    x_desc: &'static str,
+    x: fn(&SearchPoint) -> f64,
+    points: &'a [SearchPoint],
+}
+
+fn draw_fronts<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, f: &Fronts) -> DrawResult {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let xs: Vec<f64> = f.points.iter().map(f.x).collect();
+    let ys: Vec<f64> = f.points.iter().flat_map(|p| std::iter::once(p.predicted).chain(p.measured)).map(|a| a * 100.0).collect();
+    let (x0, x1) = xs.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+    let (y0, y1) = ys.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+    let mut chart = ChartBuilder::on(root)
+        .caption(&f.title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d(padded(x0, x1), padded(y0, y1))
+        .map_err(|e| e.to_string())?;
+    chart.configure_mesh().x_desc(f.x_desc).y_desc("top-1 accuracy (%)").label_style(("sans-serif", 14)).draw().map_err(|e| e.to_string())?;
+    let methods: BTreeSet<&str> = f.points.iter().map(|p| p.method.as_str()).collect();
+    for (i, m) in methods.iter().enumerate() {
+        let colour = SERIES[i % SERIES.len()];
+        let mut pts: Vec<(f64, f64)> = f.points.iter().filter(|p| p.method == *m).map(|p| ((f.x)(p), p.predicted * 100.0)).collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if pts.len() > 1 {
+            chart.draw_series(LineSeries::new(front_2d(&pts), colour.mix(0.5).stroke_width(1))).map_err(|e| e.to_string())?;
+        }
+        chart
+            .draw_series(pts.iter().map(|p| Circle::new(*p, 5, colour.filled())))
+            .map_err(|e| e.to_string())?
+            .label(format!("{m} (predicted)"))
+            .legend(move |(x, y)| Circle::new((x + 10, y), 5, colour.filled()));
+        let measured: Vec<(f64, f64)> = f.points.iter().filter(|p| p.method == *m).filter_map(|p| p.measured.map(|a| ((f.x)(p), a * 100.0))).collect();
+        if !measured.is_empty() {
+            chart
+                .draw_series(measured.iter().map(|p| TriangleMarker::new(*p, 7, colour.stroke_width(2))))
+                .map_err(|e| e.to_string())?
+                .label(format!("{m} (measured)"))
+                .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 7, colour.stroke_width(2)));
+        }
+    }
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 13)?;
+    Ok(())
+}
+
+/// Accuracy vs latency and accuracy vs energy, every method its own series.
+pub fn plot_pareto(out: &Path, points: &[SearchPoint]) -> Result<Vec<PathBuf>, PlotError> {
+    init_font()?;
+    if points.is_empty() {
+        return Err(perr("no search points to plot"));
+    }
+    std::fs::create_dir_all(out).map_err(|e| perr(format!("cannot create {}: {e}", out.display())))?;
+    let mut files = Vec::new();
+    let lat = Fronts { title: "accuracy vs latency".into(), x_desc: "latency (ms)", x: |p| p.latency_ms, points };
+    files.extend(both!(&out.join("pareto_latency"), (1000, 700), draw_fronts, &lat));
+    let en = Fronts { title: "accuracy vs energy".into(), x_desc: "energy (mJ)", x: |p| p.energy_mj, points };
+    files.extend(both!(&out.join("pareto_energy"), (1000, 700), draw_fronts, &en));
+    Ok(files)
+}
+
+/// One layer of an architecture: its name, output channels and bits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerChoice {
+    pub name: String,
+    pub channels: u32,
+    pub w_bits: u32,
+    pub a_bits: u32,
+}
+
+struct ArchChart<'a> {
+    title: String,
+    layers: &'a [LayerChoice],
+}
+
+fn draw_arch<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &ArchChart) -> DrawResult {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (upper, lower) = root.split_vertically(root.dim_in_pixel().1 / 2);
+    let n = a.layers.len();
+    let labels: Vec<String> = a.layers.iter().map(|l| l.name.clone()).collect();
+    let mut chart = ChartBuilder::on(&upper)
+        .caption(&a.title, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(10)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..9.0)
+        .map_err(|e| e.to_string())?;
+    chart.configure_mesh().disable_x_mesh().x_labels(0).y_desc("bits").label_style(("sans-serif", 13)).draw().map_err(|e| e.to_string())?;
+    for (k, (label, get)) in [("weight bits", (|l: &LayerChoice| l.w_bits) as fn(&LayerChoice) -> u32), ("activation bits", |l: &LayerChoice| l.a_bits)].into_iter().enumerate() {
+        let colour = SERIES[k];
+        let off = -0.2 + 0.4 * k as f64;
+        chart
+            .draw_series(a.layers.iter().enumerate().map(|(i, l)| {
+                let x = i as f64 + off;
+                Rectangle::new([(x - 0.18, 0.0), (x + 0.18, get(l) as f64)], colour.filled())
+            }))
+            .map_err(|e| e.to_string())?
+            .label(label)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
+    }
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight, 13)?;
+    let top = a.layers.iter().map(|l| l.channels).max().unwrap_or(1) as f64;
+    let mut chart = ChartBuilder::on(&lower)
+        .margin(10)
+        .x_label_area_size(90)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..top * 1.1)
+        .map_err(|e| e.to_string())?;
+    let xl = |v: &f64| category(&labels, *v);
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&xl)
+        .x_label_style(("sans-serif", 11).into_font().transform(FontTransform::Rotate90))
+        .y_desc("output channels")
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(a.layers.iter().enumerate().map(|(i, l)| Rectangle::new([(i as f64 - 0.35, 0.0), (i as f64 + 0.35, l.channels as f64)], SERIES[2].filled())))
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Per-layer bits (weights and activations) and channels of one architecture.
+pub fn plot_arch(out: &Path, stem: &str, title: &str, layers: &[LayerChoice]) -> Result<Vec<PathBuf>, PlotError> {
+    init_font()?;
+    std::fs::create_dir_all(out).map_err(|e| perr(format!("cannot create {}: {e}", out.display())))?;
+    let c = ArchChart { title: title.to_string(), layers };
+    Ok(both!(&out.join(stem), (1200, 700), draw_arch, &c))
+}
+
+struct Transfer<'a> {
+    points: &'a [(usize, f64, f64)],
+}
+
+fn draw_transfer<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, t: &Transfer) -> DrawResult {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let x1 = t.points.iter().map(|p| p.0).max().unwrap_or(1) as f64;
+    let ys: Vec<f64> = t.points.iter().flat_map(|p| [p.1 * 100.0, p.2 * 100.0]).collect();
+    let (y0, y1) = ys.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+    let mut chart = ChartBuilder::on(root)
+        .caption("predictor transfer: pairwise accuracy vs quantized training pairs", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d(0f64..x1 * 1.05, padded(y0, y1))
+        .map_err(|e| e.to_string())?;
+    chart.configure_mesh().x_desc("quantized (architecture, bits, accuracy) pairs").y_desc("pairwise ranking accuracy (%)").label_style(("sans-serif", 14)).draw().map_err(|e| e.to_string())?;
+    for (k, label) in [(0usize, "from scratch"), (1, "transferred from fp32")] {
+        let colour = SERIES[k];
+        let pts: Vec<(f64, f64)> = t.points.iter().map(|p| (p.0 as f64, if k == 0 { p.1 } else { p.2 } * 100.0)).collect();
+        chart.draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2))).map_err(|e| e.to_string())?.label(label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+        chart.draw_series(pts.iter().map(|p| Circle::new(*p, 5, colour.filled()))).map_err(|e| e.to_string())?;
+    }
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 14)?;
+    Ok(())
+}
+
+/// The transfer curve: (pairs, scratch pairwise accuracy, transferred pairwise accuracy).
+pub fn plot_transfer(out: &Path, points: &[(usize, f64, f64)]) -> Result<Vec<PathBuf>, PlotError> {
+    init_font()?;
+    if points.is_empty() {
+        return Err(perr("no transfer points to plot"));
+    }
+    std::fs::create_dir_all(out).map_err(|e| perr(format!("cannot create {}: {e}", out.display())))?;
+    Ok(both!(&out.join("transfer"), (950, 650), draw_transfer, &Transfer { points }))
+}

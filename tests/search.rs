@@ -1,0 +1,195 @@
+//! Evolutionary, Pareto and random search on a small enumerable space with a known predictor:
+//! optimum found, determinism across thread counts, immediate infeasibility errors, and a
+//! complete non-dominated front.
+
+mod common;
+
+use common::scratch;
+
+use bitfusion_search::arch::{Arch, Block};
+use bitfusion_search::evolution::{self, Budget, Candidate, EvoConfig, Evaluator, FnPredictor, Freedom, cheapest, non_dominated};
+use bitfusion_search::lut::{BuildSpec, Lut, build_lut};
+use bitfusion_search::space::Space;
+use bitfusion_simulator::config::{CostModelName, load_hw};
+use bitfusion_simulator::mapping::Objective;
+
+/// One stage of depth 1-2, kernels 3/5, two widths, bits 4/8: 64 blocks, 64 + 64^2 = 4,160 architectures.
+const TINY: &str = r#"
+name = "tiny"
+input_size = 8
+input_channels = 1
+kernels = [3, 5]
+expand_min = 2.0
+expand_max = 3.0
+channel_step = 8
+bits = [4, 8]
+[stem]
+out_channels = 8
+kernel = 3
+stride = 1
+bits = 8
+[[stages]]
+width = 8
+stride = 2
+depths = [1, 2]
+[head]
+feature_mix = 0
+classes = 10
+bits = 8
+"#;
+
+fn setup(name: &str) -> (Space, Lut) {
+    let space = Space::from_toml(TINY, "tiny").unwrap();
+    let hw = load_hw("bitfusion-isca2018", &[]).unwrap();
+    let spec = BuildSpec { space: &space, hw: &hw, model: CostModelName::Cycle, objective: Objective::Cycles, batch: 1 };
+    let (lut, _) = build_lut(&spec, &scratch("search", name).join("tiny.lut"), &|_, _| {}).unwrap();
+    (space, lut)
+}
+
+/// Every architecture of the tiny space.
+fn all(space: &Space) -> Vec<Arch> {
+    let slot_mids: Vec<Vec<u32>> = space.slots().iter().map(|s| s.mids.clone()).collect();
+    let blocks = |i: usize| {
+        let mut v = Vec::new();
+        for &kernel in &space.kernels {
+            for &mid in &slot_mids[i] {
+                for pw_w in [4, 8] {
+                    for pw_a in [4, 8] {
+                        for dw_w in [4, 8] {
+                            for dw_a in [4, 8] {
+                                v.push(Block { kernel, mid, pw_w, pw_a, dw_w, dw_a });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        v
+    };
+    let mut out: Vec<Arch> = blocks(0).into_iter().map(|b| Arch { space: "tiny".into(), stages: vec![vec![b]] }).collect();
+    for a in blocks(0) {
+        for b in blocks(1) {
+            out.push(Arch { space: "tiny".into(), stages: vec![vec![a, b]] });
+        }
+    }
+    out
+}
+
+/// A known accuracy landscape: more channels, bigger kernels, depth and more bits help, with
+/// diminishing returns, and activations matter more than weights.
+fn accuracy(a: &Arch) -> f64 {
+    let mut acc = 0.5;
+    for b in a.stages.iter().flatten() {
+        acc += 0.01 * b.mid as f64 / 8.0 + 0.01 * b.kernel as f64;
+        acc += 0.02 * (b.pw_a as f64).ln() + 0.03 * (b.dw_a as f64).ln() + 0.01 * (b.pw_w as f64).ln() + 0.015 * (b.dw_w as f64).ln();
+    }
+    acc / 2.0
+}
+
+fn config(seed: u64) -> EvoConfig {
+    EvoConfig { population: 40, parents: 10, mutations: 20, crossovers: 20, mutate_prob: 0.2, generations: 40, seed }
+}
+
+#[test]
+fn evolution_finds_the_constrained_optimum_and_is_seed_deterministic() {
+    let (space, lut) = setup("optimum");
+    let p = FnPredictor(accuracy);
+    let archs = all(&space);
+    assert_eq!(archs.len(), 64 + 64 * 64);
+    let ev = Evaluator::new(&space, &lut, &p);
+    let costs: Vec<(f64, f64)> = archs.iter().map(|a| ev.cost(a).unwrap()).collect();
+    let mut lats: Vec<f64> = costs.iter().map(|c| c.0).collect();
+    lats.sort_by(f64::total_cmp);
+    // The cheapest architecture, exactly, by dynamic programming.
+    let f = Freedom::joint(&space);
+    let (min, arch) = cheapest(&space, &lut, &f, &|e| e.latency_ms).unwrap();
+    assert!((min - lats[0]).abs() < 1e-12, "{min} vs {}", lats[0]);
+    assert!((ev.cost(&arch).unwrap().0 - min).abs() < 1e-12);
+    // A budget at the 30th percentile: the search's answer is the brute-force optimum.
+    let budget = Budget { latency_ms: Some(lats[lats.len() * 3 / 10]), energy_mj: None };
+    let best = archs.iter().zip(&costs).filter(|(_, c)| c.0 <= budget.latency_ms.unwrap()).map(|(a, _)| accuracy(a)).fold(0.0, f64::max);
+    let mut ev = Evaluator::new(&space, &lut, &p);
+    let out = evolution::evolve(&mut ev, &f, &budget, &config(3)).unwrap();
+    assert!(out.best.latency_ms <= budget.latency_ms.unwrap());
+    assert!((out.best.accuracy - best).abs() < 1e-12, "found {} of {best}", out.best.accuracy);
+    // Same seed, same result, on 1 and 2 threads.
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut ev = Evaluator::new(&space, &lut, &p);
+            let o = evolution::evolve(&mut ev, &f, &budget, &config(7)).unwrap();
+            let (front, _) = evolution::pareto(&mut Evaluator::new(&space, &lut, &p), &f, &Budget::default(), &config(7)).unwrap();
+            (o.best, o.history, o.queries, front)
+        })
+    };
+    assert_eq!(run(1), run(2));
+}
+
+#[test]
+fn an_infeasible_budget_is_reported_at_once_with_the_cheapest_value() {
+    let (space, lut) = setup("infeasible");
+    let p = FnPredictor(accuracy);
+    let f = Freedom::joint(&space);
+    let (min, _) = cheapest(&space, &lut, &f, &|e| e.latency_ms).unwrap();
+    let start = std::time::Instant::now();
+    let mut ev = Evaluator::new(&space, &lut, &p);
+    let e = evolution::evolve(&mut ev, &f, &Budget { latency_ms: Some(min * 0.9), energy_mj: None }, &EvoConfig::default()).unwrap_err().0;
+    assert!(start.elapsed().as_secs_f64() < 1.0);
+    assert!(e.contains("infeasible") && e.contains(&format!("{min:.6}")), "{e}");
+    let (emin, _) = cheapest(&space, &lut, &f, &|e| e.energy_mj.unwrap()).unwrap();
+    let e = evolution::pareto(&mut ev, &f, &Budget { latency_ms: None, energy_mj: Some(emin / 2.0) }, &EvoConfig::default()).unwrap_err().0;
+    assert!(e.contains("energy budget"), "{e}");
+    // Exactly the cheapest value is feasible.
+    let out = evolution::evolve(&mut ev, &f, &Budget { latency_ms: Some(min), energy_mj: None }, &config(1)).unwrap();
+    assert!((out.best.latency_ms - min).abs() < 1e-12);
+}
+
+#[test]
+fn the_pareto_front_is_non_dominated_and_complete() {
+    let (space, lut) = setup("pareto");
+    let p = FnPredictor(accuracy);
+    let archs = all(&space);
+    let ev = Evaluator::new(&space, &lut, &p);
+    let everything: Vec<Candidate> = archs
+        .iter()
+        .map(|a| {
+            let (latency_ms, energy_mj) = ev.cost(a).unwrap();
+            Candidate { arch: a.clone(), accuracy: accuracy(a), latency_ms, energy_mj }
+        })
+        .collect();
+    let truth = non_dominated(&everything);
+    let mut ev = Evaluator::new(&space, &lut, &p);
+    let cfg = EvoConfig { population: 200, generations: 150, mutate_prob: 0.3, ..config(5) };
+    let (front, _) = evolution::pareto(&mut ev, &Freedom::joint(&space), &Budget::default(), &cfg).unwrap();
+    for a in &front {
+        assert!(!front.iter().any(|b| evolution::dominates(b, a)));
+    }
+    let key = |c: &Candidate| (c.accuracy.to_bits(), c.latency_ms.to_bits(), c.energy_mj.to_bits());
+    let found: std::collections::HashSet<_> = front.iter().map(key).collect();
+    let missing: Vec<_> = truth.iter().filter(|c| !found.contains(&key(c))).collect();
+    assert!(missing.is_empty(), "{} of {} front points missed", missing.len(), truth.len());
+    assert_eq!(front.len(), truth.len());
+}
+
+#[test]
+fn restricted_searches_keep_their_fixed_dimensions() {
+    let (space, lut) = setup("restricted");
+    let p = FnPredictor(accuracy);
+    let base = evolution::largest(&space, 8);
+    let quant_only = Freedom { arch: false, width: false, bits: true, base: base.clone() };
+    let prune_only = Freedom { arch: false, width: true, bits: false, base: base.clone() };
+    let mut ev = Evaluator::new(&space, &lut, &p);
+    let q = evolution::evolve(&mut ev, &quant_only, &Budget::default(), &config(2)).unwrap().best.arch;
+    let w = evolution::evolve(&mut ev, &prune_only, &Budget::default(), &config(2)).unwrap().best.arch;
+    for (x, b) in q.stages.iter().flatten().zip(base.stages.iter().flatten()) {
+        assert_eq!((x.kernel, x.mid), (b.kernel, b.mid));
+    }
+    for (x, b) in w.stages.iter().flatten().zip(base.stages.iter().flatten()) {
+        assert_eq!((x.kernel, x.pw_w, x.pw_a, x.dw_w, x.dw_a), (b.kernel, 8, 8, 8, 8));
+    }
+    assert_eq!(q.stages[0].len(), 2);
+    // Unconstrained, the best is all 8-bit and widest.
+    assert!(q.stages.iter().flatten().all(|b| b.pw_a == 8 && b.dw_a == 8));
+    let r = evolution::random_search(&mut Evaluator::new(&space, &lut, &p), &Freedom::joint(&space), &Budget::default(), 50, 1).unwrap();
+    assert!(r.queries <= 50);
+}
