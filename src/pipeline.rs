@@ -41,15 +41,15 @@ pub struct RunArgs {
     /// from the shipped artifacts.
     #[arg(long)]
     pub retrain: bool,
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 150)]
     pub fp32_pairs: usize,
-    #[arg(long, default_value_t = 120)]
-    pub quant_pairs: usize,
-    /// Fine-tuning steps of each quantized pair.
-    #[arg(long, default_value_t = 30)]
-    pub finetune_steps: usize,
-    /// Fine-tuning steps when verifying each winner.
     #[arg(long, default_value_t = 60)]
+    pub quant_pairs: usize,
+    /// Fine-tuning steps (batch 32) of each quantized pair.
+    #[arg(long, default_value_t = 20)]
+    pub finetune_steps: usize,
+    /// Fine-tuning steps (batch 32) when verifying each winner.
+    #[arg(long, default_value_t = 30)]
     pub verify_steps: usize,
     /// Latency budgets, as fractions of the way from the cheapest to the largest architecture.
     #[arg(long, value_delimiter = ',', default_value = "0.1,0.25,0.5,0.8")]
@@ -204,7 +204,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
     if !stages.fresh("transfer", &fp, &[&transfer_csv]) {
         say("transfer experiment");
         let n = quant_samples.len();
-        let sizes: Vec<usize> = [10, 20, 40, 60, 90].into_iter().filter(|s| *s <= n * 3 / 4).collect();
+        let sizes: Vec<usize> = [5, 10, 20, 30, 45, 60, 90].into_iter().filter(|s| *s <= n * 3 / 4).collect();
         search_cmd::transfer(&fp32_p, &quant_samples, &sizes, 3, &PredictorConfig { epochs: 200, ..pcfg.clone() }, out)?;
         stages.mark("transfer", &fp)?;
     }
@@ -229,22 +229,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
         }
         say("Pareto front (NSGA-II)");
         let (front, o) = evolution::pareto(&mut Evaluator::new(&space, &lut, &quant_p), &joint, &Budget::default(), &evo)?;
-        let rows: Vec<PointRow> = front
-            .iter()
-            .map(|c| PointRow {
-                method: "pareto".into(),
-                budget_latency_ms: None,
-                budget_energy_mj: None,
-                arch: c.arch.to_text(),
-                predicted_accuracy: Some(c.accuracy),
-                measured_accuracy: None,
-                latency_ms: Some(c.latency_ms),
-                energy_mj: Some(c.energy_mj),
-                queries: o.queries,
-                seconds: o.seconds,
-                note: String::new(),
-            })
-            .collect();
+        let rows = search_cmd::front_rows(&front, &o, &Budget::default());
         write_rows(&out.join("front.csv"), &rows)?;
         stages.mark("search", &fp)?;
     }

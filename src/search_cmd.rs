@@ -336,6 +336,26 @@ pub fn search_budget(space: &Space, lut: &Lut, p: &AccuracyPredictor, budget: &B
     Ok(rows)
 }
 
+/// Rows of points.csv for a Pareto front (method `pareto`).
+pub fn front_rows(front: &[Candidate], o: &evolution::Outcome, budget: &Budget) -> Vec<PointRow> {
+    front
+        .iter()
+        .map(|c| PointRow {
+            method: "pareto".into(),
+            budget_latency_ms: budget.latency_ms,
+            budget_energy_mj: budget.energy_mj,
+            arch: c.arch.to_text(),
+            predicted_accuracy: Some(c.accuracy),
+            measured_accuracy: None,
+            latency_ms: Some(c.latency_ms),
+            energy_mj: Some(c.energy_mj),
+            queries: o.queries,
+            seconds: o.seconds,
+            note: String::new(),
+        })
+        .collect()
+}
+
 pub fn search(a: &SearchArgs) -> anyhow::Result<bool> {
     let (space, lut, p) = load_inputs(&a.space, &a.lut, &a.predictor)?;
     let cfg = a.evo.config()?;
@@ -355,22 +375,7 @@ pub fn search(a: &SearchArgs) -> anyhow::Result<bool> {
     }
     if a.pareto {
         let (front, o) = evolution::pareto(&mut Evaluator::new(&space, &lut, &p), &Freedom::joint(&space), &budget, &cfg)?;
-        let rows: Vec<PointRow> = front
-            .iter()
-            .map(|c| PointRow {
-                method: "pareto".into(),
-                budget_latency_ms: budget.latency_ms,
-                budget_energy_mj: budget.energy_mj,
-                arch: c.arch.to_text(),
-                predicted_accuracy: Some(c.accuracy),
-                measured_accuracy: None,
-                latency_ms: Some(c.latency_ms),
-                energy_mj: Some(c.energy_mj),
-                queries: o.queries,
-                seconds: o.seconds,
-                note: String::new(),
-            })
-            .collect();
+        let rows = front_rows(&front, &o, &budget);
         write_rows(&a.out.join("front.csv"), &rows)?;
         println!("Pareto front: {} non-dominated architectures ({} predictor queries, {:.1} s) in {}", rows.len(), o.queries, o.seconds, a.out.join("front.csv").display());
     }

@@ -99,7 +99,8 @@ pub enum SupernetCommand {
         /// Random bits per layer, quantization-aware fine-tuning, quantized accuracy.
         #[arg(long)]
         quantized: bool,
-        #[arg(long, default_value_t = 50)]
+        /// Fine-tuning steps (batch 32) per quantized pair.
+        #[arg(long, default_value_t = 20)]
         finetune_steps: usize,
         #[command(flatten)]
         measure: MeasureArgs,
@@ -198,6 +199,7 @@ pub fn run(cmd: SupernetCommand) -> anyhow::Result<bool> {
             let device = bitfusion_models::device();
             let trained = train::load(&ckpt, &device)?;
             let data = data.load()?;
+            train::check_data(&trained.space, &data).map_err(|e| anyhow!(e))?;
             let mut arch = Arch::parse(&read_arch(&arch)?, &trained.space)?;
             let quantize = match bits.as_str() {
                 "fp32" => false,
@@ -252,7 +254,12 @@ pub fn train_supernet(space: &Space, data: &DataSet, cfg: &TrainConfig, out: &Pa
     let device = bitfusion_models::device();
     let b = bar(0)?;
     let started = std::time::Instant::now();
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let trained = train::train(space, data, cfg, out, &device, stop_after, &mut |p: &Progress| {
+        if !tty && (p.note == "validating" || p.step % 100 == 0) {
+            // No progress bar without a terminal (logs, CI): a line every 100 steps and per epoch.
+            eprintln!("{:?} epoch {}/{} step {}/{}: loss {:.3} acc {:.3} {:.0} img/s {}", p.phase, p.epoch + 1, p.epochs, p.step, p.steps, p.loss, p.accuracy, p.images_per_second, p.note);
+        }
         b.set_length(p.steps as u64);
         b.set_position(p.step as u64);
         b.set_message(format!(

@@ -234,6 +234,11 @@ impl DataSet {
         if train.size != test.size {
             return Err(DataError(format!("{}: training images are {1}x{1}, test images {2}x{2}", dir.display(), train.size, test.size)));
         }
+        // Classes present in the files (labels are 0..classes).
+        let classes = train.labels.iter().chain(&test.labels).map(|&l| l as usize + 1).max().unwrap_or(1);
+        let (mut train, mut test) = (train, test);
+        train.classes = classes;
+        test.classes = classes;
         let (train, valid) = split(train, valid, seed);
         let (mean, std) = stats(&train);
         Ok(DataSet { name, train, valid, test, mean, std })

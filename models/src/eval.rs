@@ -63,13 +63,18 @@ pub fn accuracy_of(plan: &Plan, w: &Weights, cal: &Calibration, data: &DataSet, 
     right as f64 / n.max(1) as f64
 }
 
+/// Recalibrate a subnet's weights (plain-device tensors) and measure its accuracy on `images`.
+fn recalibrated_accuracy(plan: &Plan, w: &Weights, data: &DataSet, images: &Images, cfg: &EvalConfig, quantize: bool, device: &Device) -> f64 {
+    let plain = device.clone().without_autodiff();
+    let cal = calibrate(plan, w, data, cfg, quantize, &plain);
+    accuracy_of(plan, w, &cal, data, images, cfg, quantize, &plain)
+}
+
 /// Recalibrate and evaluate `arch` as a view of `net` (evaluated without autodiff).
 #[allow(clippy::too_many_arguments)]
 pub fn accuracy(net: &Supernet, space: &Space, arch: &Arch, data: &DataSet, images: &Images, cfg: &EvalConfig, quantize: bool, device: &Device) -> f64 {
-    let plain = device.clone().without_autodiff();
     let (plan, w) = net.valid().view(space, arch);
-    let cal = calibrate(&plan, &w, data, cfg, quantize, &plain);
-    accuracy_of(&plan, &w, &cal, data, images, cfg, quantize, &plain)
+    recalibrated_accuracy(&plan, &w, data, images, cfg, quantize, device)
 }
 
 /// Quantization-aware fine-tuning of one extracted subnet.
@@ -82,7 +87,7 @@ pub struct FinetuneConfig {
 
 impl Default for FinetuneConfig {
     fn default() -> FinetuneConfig {
-        FinetuneConfig { steps: 50, batch: 64, lr: 5e-4 }
+        FinetuneConfig { steps: 50, batch: 32, lr: 5e-4 }
     }
 }
 
@@ -108,16 +113,12 @@ pub fn finetuned_accuracy(
         let idx: Vec<usize> = (0..ft.batch).map(|_| rng.below(data.train.len())).collect();
         let (x, _) = data.batch(&data.train, &idx, device);
         let labels: Vec<u8> = idx.iter().map(|&i| data.train.labels[i]).collect();
-        let targets = smoothed_targets(&labels, data.train.classes, 0.0, device);
+        let targets = smoothed_targets(&labels, space.head.classes as usize, 0.0, device);
         let loss = cross_entropy_with_logits(forward(&plan, &sub.view(), x, Mode::Train { quantize: true }, None), targets);
         let grads = GradientsParams::from_grads(loss.backward(), &sub);
         sub = opt.step(ft.lr, sub, grads);
     }
-    let plain = device.clone().without_autodiff();
-    let sub = sub.valid();
-    let w = sub.view();
-    let cal = calibrate(&plan, &w, data, cfg, true, &plain);
-    accuracy_of(&plan, &w, &cal, data, images, cfg, true, &plain)
+    recalibrated_accuracy(&plan, &sub.valid().view(), data, images, cfg, true, device)
 }
 
 /// One measured subnet.
@@ -187,6 +188,7 @@ pub fn sample_pairs(
     device: &Device,
     progress: &mut dyn FnMut(usize, usize, &Pair),
 ) -> Result<Vec<Pair>, String> {
+    crate::train::check_data(space, data)?;
     let mut pairs = read_pairs(out)?;
     let done: std::collections::HashSet<usize> = pairs.iter().map(|p| p.index).collect();
     // Rewrite the valid prefix (atomically) so a torn line never stays in the file.

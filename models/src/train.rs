@@ -261,6 +261,7 @@ pub fn train(
     stop_after: Option<usize>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Trained, CheckpointError> {
+    check_data(space, data).map_err(CheckpointError)?;
     let (mut net, mut state, mut opt_bytes, mut teacher) = if ckpt.exists() {
         let c = Container::load(ckpt)?;
         let state: TrainState = serde_json::from_str(&c.header).map_err(|e| ck_err(format!("bad header ({e})"), ckpt))?;
@@ -316,7 +317,7 @@ pub fn train(
                 let idx = &order[s * cfg.batch..(s + 1) * cfg.batch];
                 let (x, _) = data.batch(&data.train, idx, device);
                 let labels: Vec<u8> = idx.iter().map(|&i| data.train.labels[i]).collect();
-                let targets = smoothed_targets(&labels, data.train.classes, cfg.label_smoothing, device);
+                let targets = smoothed_targets(&labels, space.head.classes as usize, cfg.label_smoothing, device);
                 let soft = teacher.as_ref().map(|t| {
                     let (plan, w) = t.view(space, &largest(space, 32));
                     softmax(forward(&plan, &w, x.clone(), Mode::Train { quantize: false }, None), 1).detach()
@@ -406,6 +407,21 @@ pub fn train(
     Ok(Trained { space: space.clone(), net, state })
 }
 
+/// Do the data's images and classes fit the space's input and head?
+pub fn check_data(space: &Space, data: &DataSet) -> Result<(), String> {
+    let t = &data.train;
+    if t.size != space.input_size as usize || t.channels != space.input_channels as usize {
+        return Err(format!(
+            "data set '{}' has {}x{}x{} images, but space '{}' takes {}x{}x{}",
+            data.name, t.size, t.size, t.channels, space.name, space.input_size, space.input_size, space.input_channels
+        ));
+    }
+    if t.classes > space.head.classes as usize {
+        return Err(format!("data set '{}' has {} classes, but space '{}' classifies into {}", data.name, t.classes, space.name, space.head.classes));
+    }
+    Ok(())
+}
+
 fn state_space_name(state: &TrainState) -> String {
     Space::from_toml(&state.space_toml, "checkpoint").map(|s| s.name).unwrap_or_else(|_| "?".into())
 }
@@ -480,11 +496,7 @@ bits = 8
             write::idx(&dir.join(format!("{prefix}-images-idx3-ubyte")), &[n, 12, 12], &pixels).expect("write");
             write::idx(&dir.join(format!("{prefix}-labels-idx1-ubyte")), &[n], &labels).expect("write");
         }
-        let mut d = DataSet::load(dir, n_train / 5, 1).expect("toy data loads");
-        for img in [&mut d.train, &mut d.valid, &mut d.test] {
-            img.classes = 4;
-        }
-        d
+        DataSet::load(dir, n_train / 5, 1).expect("toy data loads")
     }
 
     pub fn config(seed: u64) -> TrainConfig {

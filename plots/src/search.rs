@@ -43,11 +43,20 @@ fn draw_fronts<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, f: &Fronts) ->
         if pts.len() > 1 {
             chart.draw_series(LineSeries::new(front_2d(&pts), colour.mix(0.5).stroke_width(1))).map_err(|e| e.to_string())?;
         }
-        chart
-            .draw_series(pts.iter().map(|p| Circle::new(*p, 5, colour.filled())))
-            .map_err(|e| e.to_string())?
-            .label(format!("{m} (predicted)"))
-            .legend(move |(x, y)| Circle::new((x + 10, y), 5, colour.filled()));
+        // Colours repeat after eight methods; the marker shape then tells them apart.
+        if i < SERIES.len() {
+            chart
+                .draw_series(pts.iter().map(|p| Circle::new(*p, 5, colour.filled())))
+                .map_err(|e| e.to_string())?
+                .label(format!("{m} (predicted)"))
+                .legend(move |(x, y)| Circle::new((x + 10, y), 5, colour.filled()));
+        } else {
+            chart
+                .draw_series(pts.iter().map(|p| Cross::new(*p, 6, colour.stroke_width(3))))
+                .map_err(|e| e.to_string())?
+                .label(format!("{m} (predicted)"))
+                .legend(move |(x, y)| Cross::new((x + 10, y), 6, colour.stroke_width(3)));
+        }
         let measured: Vec<(f64, f64)> = f.points.iter().filter(|p| p.method == *m).filter_map(|p| p.measured.map(|a| ((f.x)(p), a * 100.0))).collect();
         if !measured.is_empty() {
             chart
@@ -94,7 +103,12 @@ fn draw_arch<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &ArchChart) -
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (upper, lower) = root.split_vertically(root.dim_in_pixel().1 / 2);
     let n = a.layers.len();
-    let labels: Vec<String> = a.layers.iter().map(|l| l.name.clone()).collect();
+    // Short labels fit under narrow bars: s1b0e = stage 1, block 0, expand (d: depthwise, p: project).
+    let labels: Vec<String> = a
+        .layers
+        .iter()
+        .map(|l| l.name.replace("_expand", "e").replace("_dw", "d").replace("_project", "p").replace("first_", "f").replace("feature_mix", "mix").replace("classifier", "fc"))
+        .collect();
     let mut chart = ChartBuilder::on(&upper)
         .caption(&a.title, ("sans-serif", 20))
         .margin(10)
@@ -129,7 +143,7 @@ fn draw_arch<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &ArchChart) -
         .disable_x_mesh()
         .x_labels(n)
         .x_label_formatter(&xl)
-        .x_label_style(("sans-serif", 11).into_font().transform(FontTransform::Rotate90))
+        .x_label_style(("sans-serif", 11))
         .y_desc("output channels")
         .label_style(("sans-serif", 13))
         .draw()

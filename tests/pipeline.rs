@@ -1,0 +1,107 @@
+//! The search front end through the CLI, end to end on a toy space and toy images written by the
+//! test: supernet training (interrupted and resumed), pair sampling (resumed), predictors with
+//! transfer, LUT, search with baselines and the Pareto front, plots; and the one-line errors.
+
+mod common;
+
+use common::{bitfusion, scratch};
+
+use bitfusion_models::train::toy;
+
+fn ok(args: &[&str]) -> String {
+    let o = bitfusion(args);
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "bitfusion {}: {text}", args.join(" "));
+    text
+}
+
+fn fails(args: &[&str]) -> String {
+    let o = bitfusion(args);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success(), "bitfusion {} should fail", args.join(" "));
+    assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "not a one-line error: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn train_sample_predict_search_and_plot_through_the_cli() {
+    let d = scratch("pipeline", "e2e");
+    let data = d.join("data");
+    toy::data(&data, 400, 100);
+    let space = d.join("toy.toml");
+    std::fs::write(&space, toy::SPACE).unwrap();
+    let (space, data) = (space.to_str().unwrap(), data.to_str().unwrap());
+    let ck = d.join("toy.ckpt");
+    let ck = ck.to_str().unwrap();
+    let train = |extra: &[&str]| {
+        let mut a = vec!["supernet", "train", "--space", space, "--data", data, "--valid", "80", "--out", ck, "--epochs", "2,1,0,1", "--batch", "32"];
+        a.extend_from_slice(&["--shrink-images", "128", "--calibration-images", "64", "--eval-images", "0"]);
+        a.extend_from_slice(extra);
+        ok(&a)
+    };
+    let first = train(&["--stop-after", "2"]);
+    assert!(first.contains("run the same command again to resume"), "{first}");
+    let done = train(&[]);
+    assert!(done.contains("training complete: full network test accuracy"), "{done}");
+    // Pairs, resumed: 12 then 16 fp32 pairs; 12 quantized pairs.
+    let fp = d.join("fp.jsonl");
+    let q = d.join("q.jsonl");
+    let sample = |n: &str, out: &std::path::Path, extra: &[&str]| {
+        let mut a = vec!["supernet", "sample", "--ckpt", ck, "--data", data, "--valid", "80", "--n", n, "--out", out.to_str().unwrap(), "--calibration-images", "64", "--eval-images", "0"];
+        a.extend_from_slice(extra);
+        ok(&a)
+    };
+    sample("12", &fp, &[]);
+    let more = sample("16", &fp, &[]);
+    assert!(more.contains("16 pairs (fp32)"), "{more}");
+    assert_eq!(std::fs::read_to_string(&fp).unwrap().lines().count(), 16);
+    let qs = sample("12", &q, &["--quantized", "--finetune-steps", "2"]);
+    assert!(qs.contains("median"), "{qs}");
+    // Predictors: fp32, then transferred.
+    let pf = d.join("fp.pred");
+    let pq = d.join("q.pred");
+    let m = ok(&["predictor", "train", "--space", space, "--data", fp.to_str().unwrap(), "--out", pf.to_str().unwrap(), "--hidden", "32", "--epochs", "20"]);
+    assert!(m.contains("Kendall tau"), "{m}");
+    let m = ok(&["predictor", "train", "--space", space, "--data", q.to_str().unwrap(), "--transfer-from", pf.to_str().unwrap(), "--out", pq.to_str().unwrap(), "--hidden", "32", "--epochs", "20"]);
+    assert!(m.contains("(transferred)"), "{m}");
+    // LUT, search with baselines and the front, plots.
+    let lut = d.join("toy.lut");
+    ok(&["lut", "build", "--space", space, "--out", lut.to_str().unwrap()]);
+    let out = d.join("search");
+    let s = ok(&[
+        "search", "--space", space, "--lut", lut.to_str().unwrap(), "--predictor", pq.to_str().unwrap(), "--latency-ms", "1", "--out", out.to_str().unwrap(), "--baselines", "--pareto",
+        "--generations", "5", "--population", "20",
+    ]);
+    assert!(s.contains("joint") && s.contains("fixed4-mid") && s.contains("Pareto front"), "{s}");
+    let best = std::fs::read_to_string(out.join("best.json")).unwrap();
+    assert!(best.contains("\"layers\"") && best.contains("toy:"), "{best}");
+    ok(&["plot", "pareto", out.to_str().unwrap()]);
+    for f in ["pareto_latency.png", "pareto_energy.svg", "best_layers.png"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    // An infeasible budget: an immediate one-line error naming the cheapest value.
+    let e = fails(&["search", "--space", space, "--lut", lut.to_str().unwrap(), "--predictor", pq.to_str().unwrap(), "--latency-ms", "0.000001", "--out", out.to_str().unwrap()]);
+    assert!(e.contains("infeasible") && e.contains("cheapest architecture"), "{e}");
+    // An arch of the checkpoint's space can be measured; a wrong one is a clear error.
+    let arch = std::fs::read_to_string(&fp).unwrap().lines().next().unwrap().split("\"arch\":\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let m = ok(&["supernet", "eval", "--ckpt", ck, "--data", data, "--valid", "80", "--arch", &arch, "--bits", "4", "--finetune-steps", "2", "--calibration-images", "64"]);
+    assert!(m.contains("quantized") && m.contains("validation accuracy"), "{m}");
+    let e = fails(&["supernet", "eval", "--ckpt", ck, "--data", data, "--arch", "micro:k3-m16-pw8x8-dw8x8|k3-m32-pw8x8-dw8x8|k3-m48-pw8x8-dw8x8|k3-m64-pw8x8-dw8x8"]);
+    assert!(e.contains("not 'toy'"), "{e}");
+}
+
+#[test]
+fn user_errors_are_one_line_messages() {
+    let d = scratch("pipeline", "errors");
+    let e = fails(&["supernet", "train", "--data", d.join("nope").to_str().unwrap(), "--out", d.join("x.ckpt").to_str().unwrap()]);
+    assert!(e.contains("apt-get install dataset-fashion-mnist"), "{e}");
+    std::fs::write(d.join("bad.ckpt"), b"BFCKPT1\nnot really").unwrap();
+    let e = fails(&["supernet", "sample", "--ckpt", d.join("bad.ckpt").to_str().unwrap(), "--n", "1", "--out", d.join("p.jsonl").to_str().unwrap()]);
+    assert!(e.contains("bad.ckpt") && e.contains("not a valid checkpoint"), "{e}");
+    std::fs::write(d.join("p.jsonl"), "{\"index\":0}\nnot json\n").unwrap();
+    let e = fails(&["predictor", "train", "--space", "micro", "--data", d.join("p.jsonl").to_str().unwrap(), "--out", d.join("x.pred").to_str().unwrap()]);
+    assert!(e.contains("p.jsonl:1") && e.contains("not a pair record"), "{e}");
+    let e = fails(&["plot", "pareto", d.to_str().unwrap()]);
+    assert!(e.contains("no points.csv"), "{e}");
+}
