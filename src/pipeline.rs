@@ -227,8 +227,9 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
             say(format!("search under {b:.4} ms with every method"));
             search_cmd::search_budget(&space, &lut, &quant_p, &Budget { latency_ms: Some(*b), energy_mj: None }, &evo, METHODS, out)?;
         }
-        say("Pareto front (NSGA-II)");
-        let (front, o) = evolution::pareto(&mut Evaluator::new(&space, &lut, &quant_p), &joint, &Budget::default(), &evo)?;
+        say("Pareto front (NSGA-II, seeded with the constrained searches' winners)");
+        let winners: Vec<Arch> = read_rows(&points)?.iter().filter(|r| !r.arch.is_empty()).map(|r| Arch::parse(&r.arch, &space)).collect::<Result<_, _>>()?;
+        let (front, o) = evolution::pareto_seeded(&mut Evaluator::new(&space, &lut, &quant_p), &joint, &Budget::default(), &evo, &winners)?;
         let rows = search_cmd::front_rows(&front, &o, &Budget::default());
         write_rows(&out.join("front.csv"), &rows)?;
         stages.mark("search", &fp)?;

@@ -564,13 +564,24 @@ fn crowding(c: &[Candidate], front: &[usize]) -> Vec<f64> {
 /// NSGA-II over (accuracy, latency, energy) within `budget`; returns the non-dominated set of
 /// every architecture evaluated (an archive, so no front point found is ever lost).
 pub fn pareto(ev: &mut Evaluator, f: &Freedom, b: &Budget, cfg: &EvoConfig) -> Result<(Vec<Candidate>, Outcome), SearchError> {
+    pareto_seeded(ev, f, b, cfg, &[])
+}
+
+/// [`pareto`] with `seeds` (e.g. the winners of constrained searches) in the first population,
+/// so the front's high-accuracy end starts where those searches ended.
+pub fn pareto_seeded(ev: &mut Evaluator, f: &Freedom, b: &Budget, cfg: &EvoConfig, seeds: &[Arch]) -> Result<(Vec<Candidate>, Outcome), SearchError> {
     let start = std::time::Instant::now();
     let space = ev.space;
     let anchor = anchor(space, ev.lut, f, b)?;
     let mut rng = Rng(cfg.seed ^ 0x9e3779b97f4a7c15);
     let n = cfg.population.max(2);
     let mut pop: Vec<Arch> = Vec::with_capacity(n);
-    for _ in 0..n {
+    for s in seeds.iter().take(n / 2) {
+        if ev.fits(s, b)? {
+            pop.push(s.clone());
+        }
+    }
+    while pop.len() < n {
         pop.push(feasible(ev, f, b, &anchor, cfg.mutate_prob, &mut rng, &|r| random_arch(space, f, r))?);
     }
     let mut scored = ev.evaluate(&pop)?;
