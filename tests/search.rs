@@ -13,33 +13,9 @@ use bitfusion_search::space::Space;
 use bitfusion_simulator::config::{CostModelName, load_hw};
 use bitfusion_simulator::mapping::Objective;
 
-/// One stage of depth 1-2, kernels 3/5, two widths, bits 4/8: 64 blocks, 64 + 64^2 = 4,160 architectures.
-const TINY: &str = r#"
-name = "tiny"
-input_size = 8
-input_channels = 1
-kernels = [3, 5]
-expand_min = 2.0
-expand_max = 3.0
-channel_step = 8
-bits = [4, 8]
-[stem]
-out_channels = 8
-kernel = 3
-stride = 1
-bits = 8
-[[stages]]
-width = 8
-stride = 2
-depths = [1, 2]
-[head]
-feature_mix = 0
-classes = 10
-bits = 8
-"#;
 
 fn setup(name: &str) -> (Space, Lut) {
-    let space = Space::from_toml(TINY, "tiny").unwrap();
+    let space = Space::from_toml(bitfusion_search::space::TINY_SPACE, "tiny").unwrap();
     let hw = load_hw("bitfusion-isca2018", &[]).unwrap();
     let spec = BuildSpec { space: &space, hw: &hw, model: CostModelName::Cycle, objective: Objective::Cycles, batch: 1 };
     let (lut, _) = build_lut(&spec, &scratch("search", name).join("tiny.lut"), &|_, _| {}).unwrap();

@@ -574,33 +574,7 @@ mod tests {
     use super::*;
 
     fn tiny() -> Space {
-        Space::from_toml(
-            r#"
-name = "tiny"
-input_size = 8
-input_channels = 1
-kernels = [3, 5]
-expand_min = 2.0
-expand_max = 3.0
-channel_step = 8
-bits = [4, 8]
-[stem]
-out_channels = 8
-kernel = 3
-stride = 1
-bits = 8
-[[stages]]
-width = 8
-stride = 2
-depths = [1, 2]
-[head]
-feature_mix = 0
-classes = 10
-bits = 8
-"#,
-            "tiny",
-        )
-        .unwrap()
+        Space::from_toml(crate::space::TINY_SPACE, "tiny").unwrap()
     }
 
     #[test]

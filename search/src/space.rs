@@ -91,6 +91,33 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("micro", include_str!("../spaces/micro.toml")),
 ];
 
+/// A tiny space for tests (one stage of depth 1-2, kernels 3/5, two widths, bits 4/8: 4,160
+/// architectures), shared by the unit and integration tests.
+#[doc(hidden)]
+pub const TINY_SPACE: &str = r#"
+name = "tiny"
+input_size = 8
+input_channels = 1
+kernels = [3, 5]
+expand_min = 2.0
+expand_max = 3.0
+channel_step = 8
+bits = [4, 8]
+[stem]
+out_channels = 8
+kernel = 3
+stride = 1
+bits = 8
+[[stages]]
+width = 8
+stride = 2
+depths = [1, 2]
+[head]
+feature_mix = 0
+classes = 10
+bits = 8
+"#;
+
 /// One block slot of the space, where its shapes are fixed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Slot {
