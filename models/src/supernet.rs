@@ -464,29 +464,12 @@ pub fn forward(plan: &Plan, w: &Weights, x: Tensor<4>, mode: Mode, mut record: O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bitfusion_search::evolution::largest;
 
     fn micro() -> Space {
         Space::load("micro").unwrap()
     }
 
-    /// The largest architecture of the space (all slots, largest kernel and width, 8 bits).
-    pub fn largest(space: &Space) -> Arch {
-        let slots = space.slots();
-        let k = *space.kernels.iter().max().unwrap();
-        let stages = space
-            .stages
-            .iter()
-            .enumerate()
-            .map(|(s, _)| {
-                slots
-                    .iter()
-                    .filter(|sl| sl.stage == s)
-                    .map(|sl| bitfusion_search::Block { kernel: k, mid: *sl.mids.iter().max().unwrap(), pw_w: 8, pw_a: 8, dw_w: 8, dw_a: 8 })
-                    .collect()
-            })
-            .collect();
-        Arch { space: space.name.clone(), stages }
-    }
 
     fn input(n: usize, dev: &Device) -> Tensor<4> {
         let mut r = Rng::new(4);
@@ -503,7 +486,7 @@ mod tests {
         let space = micro();
         let dev = Device::flex();
         let net = Supernet::new(&space, 1, &dev);
-        let mut arch = largest(&space);
+        let mut arch = largest(&space, 8);
         // Depth: stage 1 keeps its first block only.
         arch.stages[1].truncate(1);
         // Kernel 3 in the first block, width 40 (of 32..64) in the second.
@@ -562,7 +545,7 @@ mod tests {
         let space = micro();
         let dev = Device::flex();
         let net = Supernet::new(&space, 3, &dev);
-        let arch = largest(&space);
+        let arch = largest(&space, 8);
         let x = input(5, &dev);
         let (plan, w) = net.view(&space, &arch);
         let before = forward(&plan, &w, x.clone(), Mode::Train { quantize: false }, None);

@@ -11,7 +11,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use bitfusion_search::{Arch, Block, Space};
+pub use bitfusion_search::evolution::largest;
+use bitfusion_search::{Arch, Space};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
@@ -21,7 +22,7 @@ use burn::tensor::loss::cross_entropy_with_logits;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{CheckpointError, Container};
-use crate::data::{DataSet, Images};
+use crate::data::DataSet;
 use crate::eval::{self, EvalConfig};
 use crate::rng::{Rng, shuffle};
 use crate::supernet::{Mode, Supernet, forward};
@@ -166,21 +167,6 @@ pub fn load(path: &Path, device: &Device) -> Result<Trained, CheckpointError> {
     Ok(Trained { space, net, state })
 }
 
-/// The largest architecture of `space` (every slot, largest kernel and width) with `bits`.
-pub fn largest(space: &Space, bits: u32) -> Arch {
-    let k = *space.kernels.iter().max().expect("a space has kernels");
-    let slots = space.slots();
-    let stages = (0..space.stages.len())
-        .map(|s| {
-            slots
-                .iter()
-                .filter(|sl| sl.stage == s)
-                .map(|sl| Block { kernel: k, mid: *sl.mids.iter().max().expect("mids"), pw_w: bits, pw_a: bits, dw_w: bits, dw_a: bits })
-                .collect()
-        })
-        .collect();
-    Arch { space: space.name.clone(), stages }
-}
 
 /// A subnet for `phase`: the dimensions the phase has released are random, the rest largest.
 pub fn sample_subnet(space: &Space, phase: Phase, quantized: bool, rng: &mut Rng) -> Arch {
@@ -424,11 +410,6 @@ pub fn check_data(space: &Space, data: &DataSet) -> Result<(), String> {
 
 fn state_space_name(state: &TrainState) -> String {
     Space::from_toml(&state.space_toml, "checkpoint").map(|s| s.name).unwrap_or_else(|_| "?".into())
-}
-
-/// A small helper for tests and benchmarks: the number of images in an [`Images`] set.
-pub fn images(set: &Images) -> usize {
-    set.len()
 }
 
 /// A toy space and data set for tests: 12x12 grey images of 4 classes (a bright bar whose
