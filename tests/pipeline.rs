@@ -104,4 +104,13 @@ fn user_errors_are_one_line_messages() {
     assert!(e.contains("p.jsonl:1") && e.contains("not a pair record"), "{e}");
     let e = fails(&["plot", "pareto", d.to_str().unwrap()]);
     assert!(e.contains("no points.csv"), "{e}");
+    // Data that does not fit the space's input.
+    let data = d.join("toy-data");
+    toy::data(&data, 40, 10);
+    let e = fails(&["supernet", "train", "--space", "micro", "--data", data.to_str().unwrap(), "--valid", "8", "--out", d.join("m.ckpt").to_str().unwrap()]);
+    assert!(e.contains("12x12x1 images") && e.contains("space 'micro' takes 28x28x1"), "{e}");
+    // Too few pairs for a predictor.
+    std::fs::write(d.join("few.jsonl"), "{\"index\":0,\"arch\":\"micro:k3-m16-pw8x8-dw8x8|k3-m32-pw8x8-dw8x8|k3-m48-pw8x8-dw8x8|k3-m64-pw8x8-dw8x8\",\"quantized\":false,\"finetune_steps\":0,\"accuracy\":0.5,\"seconds\":1.0}\n").unwrap();
+    let e = fails(&["predictor", "train", "--data", d.join("few.jsonl").to_str().unwrap(), "--out", d.join("few.pred").to_str().unwrap()]);
+    assert!(e.contains("1 pairs are too few"), "{e}");
 }
