@@ -403,7 +403,7 @@ pub fn build_lut(spec: &BuildSpec, out: &Path, progress: &(dyn Fn(usize, usize) 
             st.0.insert(*k, entry);
         }
         progress(st.0.len(), total);
-        if st.1.elapsed() > Duration::from_millis(500) {
+        if st.1.elapsed() > Duration::from_secs(2) {
             flush(&st.0)?;
             st.1 = Instant::now();
         }

@@ -82,7 +82,7 @@ pub struct Transfer {
 }
 
 /// Which tile of each dimension, and the tile's actual (edge-clipped) extents.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TileGeom {
     pub b0: u64,
     pub b: u64,
@@ -137,7 +137,7 @@ impl Loads {
 }
 
 /// One tile of the schedule.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct TileStep {
     pub geom: TileGeom,
     /// Reduction elements of one window.
@@ -204,6 +204,24 @@ impl Idx {
                 self.ki = v / c.ci;
                 self.ci = v % c.ci;
             }
+        }
+    }
+
+    /// Step one loop's indices to its next tile; false when the loop wraps to its first tile.
+    fn bump(&mut self, c: &Counts, l: Loop) -> bool {
+        fn step(i: &mut u64, n: u64) -> bool {
+            *i += 1;
+            if *i == n {
+                *i = 0;
+                false
+            } else {
+                true
+            }
+        }
+        match l {
+            Loop::P => step(&mut self.xi, c.x) || step(&mut self.yi, c.y) || step(&mut self.bi, c.b),
+            Loop::O => step(&mut self.oi, c.oi) || step(&mut self.gb, c.gb),
+            Loop::R => step(&mut self.ci, c.ci) || step(&mut self.ki, c.ki),
         }
     }
 
@@ -279,8 +297,6 @@ pub struct Schedule<'a> {
     halves: [u8; 3],
     prev: Option<Idx>,
     cur: Idx,
-    /// Odometer over the three loops (outermost first).
-    digits: [u64; 3],
     /// One-entry caches of the per-tile terms (consecutive tiles mostly share them).
     compute_cache: Option<((u64, u64, u64, u64), (u64, u64, u64))>,
     input_cache: Option<((u64, u64, u64, u64), Transfer)>,
@@ -301,7 +317,6 @@ pub fn schedule<'a>(p: &'a Problem, m: &'a Mapping) -> Schedule<'a> {
         halves: [1, 1, 1],
         prev: None,
         cur,
-        digits: [0; 3],
         compute_cache: None,
         input_cache: None,
         weight_cache: None,
@@ -310,21 +325,13 @@ pub fn schedule<'a>(p: &'a Problem, m: &'a Mapping) -> Schedule<'a> {
 }
 
 impl Schedule<'_> {
-    /// The tile after `cur` in loop order (odometer step).
+    /// The tile after `cur` in loop order (odometer step, innermost loop first; no divisions).
     fn advance(&mut self) -> Idx {
-        let order = self.m.order;
-        let mut i = 2;
-        loop {
-            self.digits[i] += 1;
-            if self.digits[i] < self.c.of_loop(order[i]) || i == 0 {
+        let mut idx = self.cur;
+        for l in self.m.order.iter().rev() {
+            if idx.bump(&self.c, *l) {
                 break;
             }
-            self.digits[i] = 0;
-            i -= 1;
-        }
-        let mut idx = self.cur;
-        for (l, &v) in order.iter().zip(&self.digits).skip(i) {
-            idx.set(&self.c, *l, v);
         }
         idx
     }
@@ -393,8 +400,31 @@ impl Iterator for Schedule<'_> {
     type Item = TileStep;
 
     fn next(&mut self) -> Option<TileStep> {
+        let mut s = TileStep::default();
+        self.fill(&mut s).then_some(s)
+    }
+}
+
+/// A source of tiles that writes each one in place (tiles are large; the timeline's hot loop
+/// should not copy them).
+pub trait TileSource {
+    /// Write the next tile into `out`; false when there is none.
+    fn fill(&mut self, out: &mut TileStep) -> bool;
+}
+
+/// Any iterator of tiles as a [`TileSource`].
+pub struct Tiles<I>(pub I);
+
+impl<I: Iterator<Item = TileStep>> TileSource for Tiles<I> {
+    fn fill(&mut self, out: &mut TileStep) -> bool {
+        self.0.next().map(|s| *out = s).is_some()
+    }
+}
+
+impl TileSource for Schedule<'_> {
+    fn fill(&mut self, out: &mut TileStep) -> bool {
         if self.t >= self.n {
-            return None;
+            return false;
         }
         let (p, t) = (self.p, self.t);
         let grouped = p.groups > 1;
@@ -435,7 +465,7 @@ impl Iterator for Schedule<'_> {
         let pixels = g.pixels();
         let accumulate = g.r > 0;
         let results = pixels * g.out_channels();
-        Some(TileStep {
+        *out = TileStep {
             geom: g,
             reduction,
             colgroups,
@@ -451,7 +481,8 @@ impl Iterator for Schedule<'_> {
             wbuf_reads: pixels * wreads,
             obuf_reads: if accumulate { results } else { 0 },
             obuf_writes: results,
-        })
+        };
+        true
     }
 }
 
@@ -507,23 +538,42 @@ pub fn release_cycle(p: &Problem, compute_end: u64) -> u64 {
 /// The double-buffered timeline of a schedule, with its access counts; `record` keeps every
 /// tile's and transfer's times (for traces and the detailed mode's check).
 pub fn timeline(p: &Problem, steps: impl IntoIterator<Item = TileStep>, record: bool) -> Timeline {
-    timeline_until(p, steps, record, None).expect("no cutoff")
+    timeline_until(p, &mut Tiles(steps.into_iter()), record, None).expect("no cutoff")
 }
 
-/// [`timeline`], giving up (`None`) as soon as the layer provably ends after `cutoff.1` cycles, where
-/// `cutoff.0` is the total streaming cycles of the schedule and `cutoff.2` its last store's cycles.
-pub fn timeline_until(p: &Problem, steps: impl IntoIterator<Item = TileStep>, record: bool, cutoff: Option<(u64, u64, u64)>) -> Option<Timeline> {
+/// When a timeline may give up: as soon as the layer provably ends after `max_cycles`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cutoff {
+    pub max_cycles: u64,
+    /// Streaming cycles of all tiles ([`mapping::busy_total`]).
+    pub total_busy: u64,
+    /// Cycles of the last tile's store.
+    pub last_store: u64,
+    /// Cycles of all DMA transfers, or a lower bound on them ([`dma_cycles`]; 0 when unknown).
+    pub dma_total: u64,
+}
+
+/// [`timeline`], giving up (`None`) as soon as the layer provably ends after `cutoff.max_cycles`:
+/// when the rest of the streaming, the drain and the last store, or the DMA's remaining transfers
+/// (the channel is serial), cannot finish in time.
+pub fn timeline_until(p: &Problem, tiles: &mut impl TileSource, record: bool, cutoff: Option<Cutoff>) -> Option<Timeline> {
     let mut tl = Timeline::default();
-    let mut it = steps.into_iter();
-    let Some(first) = it.next() else { return Some(tl) };
+    // The current and next tiles alternate between two slots, filled in place.
+    let mut slots = [TileStep::default(), TileStep::default()];
+    if !tiles.fill(&mut slots[0]) {
+        return Some(tl);
+    }
     let mut dma_free = 0u64;
+    // Cycles of the transfers issued so far.
+    let mut dma_issued = 0u64;
     // Cycle from which each half of the WBUF and IBUF may be refilled; when each OBUF half is stored.
     let mut free_from = [[0u64; 2]; 2];
     let mut obuf_free = [0u64; 2];
     // Run a tile's loads; returns when the last one ends (0 when it has none).
-    let run_loads = |t: usize, s: &TileStep, earliest: u64, dma_free: &mut u64, free_from: &[[u64; 2]; 2], tl: &mut Timeline| -> u64 {
+    let run_loads = |t: usize, s: &TileStep, earliest: u64, dma_free: &mut u64, dma_issued: &mut u64, free_from: &[[u64; 2]; 2], tl: &mut Timeline| -> u64 {
         let mut done = 0;
         for x in s.loads.iter() {
+            *dma_issued += x.cycles;
             let half_ready = match x.kind {
                 TransferKind::Weights => free_from[0][s.halves[0] as usize],
                 TransferKind::Inputs => free_from[1][s.halves[1] as usize],
@@ -545,20 +595,27 @@ pub fn timeline_until(p: &Problem, steps: impl IntoIterator<Item = TileStep>, re
         }
         done
     };
-    let mut loads_done = run_loads(0, &first, 0, &mut dma_free, &free_from, &mut tl);
+    let mut loads_done = run_loads(0, &slots[0], 0, &mut dma_free, &mut dma_issued, &free_from, &mut tl);
     let mut start = loads_done;
     tl.totals.stall_read = start;
-    let mut prev: Option<(TileStep, u64)> = None; // the previous tile and its streaming end
-    let mut cur = first;
+    // The previous tile's store (if it completes an output tile): the transfer, the cycle its results
+    // are ready, and its output half.
+    let mut pending: Option<(Transfer, u64, u8)> = None;
     let mut t = 0usize;
     loop {
-        if let Some((total_busy, bound, last_store)) = cutoff {
-            // The rest of the streaming, the drain and the last store are still to come.
-            if start + (total_busy - tl.totals.compute_cycles) + p.n + 1 + last_store > bound {
+        if let Some(c) = cutoff {
+            // The rest of the streaming, the drain and the last store are still to come; so are the
+            // DMA's remaining transfers.
+            if start + (c.total_busy - tl.totals.compute_cycles) + p.n + 1 + c.last_store > c.max_cycles
+                || dma_free + c.dma_total.saturating_sub(dma_issued) > c.max_cycles
+            {
                 return None;
             }
         }
-        let next = it.next();
+        let (a, b) = slots.split_at_mut(1);
+        let (cur, next_slot) = if t % 2 == 0 { (&a[0], &mut b[0]) } else { (&b[0], &mut a[0]) };
+        let has_next = tiles.fill(next_slot);
+        let next = has_next.then_some(&*next_slot);
         let end = start + cur.busy;
         tl.totals.compute_cycles += cur.busy;
         tl.tiles += 1;
@@ -575,20 +632,20 @@ pub fn timeline_until(p: &Problem, steps: impl IntoIterator<Item = TileStep>, re
         free_from[1][cur.halves[1] as usize] = release;
         // The DMA while this tile streams: the next tile's loads, then the store of the output tile
         // the previous tile completed.
-        if let Some(nx) = &next {
-            loads_done = run_loads(t + 1, nx, start, &mut dma_free, &free_from, &mut tl);
+        if let Some(nx) = next {
+            loads_done = run_loads(t + 1, nx, start, &mut dma_free, &mut dma_issued, &free_from, &mut tl);
         }
-        if let Some((ps, pend)) = &prev
-            && let Some(x) = &ps.store {
-                let st = dma_free.max(ready_cycle(p, ps, *pend));
-                dma_free = st + x.cycles;
-                tl.totals.dram_write += x.bus_bits;
-                tl.totals.reads[2] += x.sram_words;
-                if record {
-                    tl.dma.push((t - 1, x.kind, st, dma_free));
-                }
-                obuf_free[ps.halves[2] as usize] = dma_free;
+        if let Some((x, ready, half)) = pending.take() {
+            let st = dma_free.max(ready);
+            dma_free = st + x.cycles;
+            dma_issued += x.cycles;
+            tl.totals.dram_write += x.bus_bits;
+            tl.totals.reads[2] += x.sram_words;
+            if record {
+                tl.dma.push((t - 1, x.kind, st, dma_free));
             }
+            obuf_free[half as usize] = dma_free;
+        }
         match next {
             Some(nx) => {
                 let out_ok = if nx.new_out { obuf_free[nx.halves[2] as usize] } else { 0 };
@@ -597,13 +654,12 @@ pub fn timeline_until(p: &Problem, steps: impl IntoIterator<Item = TileStep>, re
                 let read = loads_done.min(next_start).saturating_sub(end);
                 tl.totals.stall_read += read;
                 tl.totals.stall_write += idle - read;
-                prev = Some((cur, end));
-                cur = nx;
+                pending = cur.store.map(|x| (x, ready_cycle(p, cur, end), cur.halves[2]));
                 start = next_start;
                 t += 1;
             }
             None => {
-                let ready = ready_cycle(p, &cur, end);
+                let ready = ready_cycle(p, cur, end);
                 tl.totals.fill_drain = ready - end;
                 let mut finish = ready;
                 if let Some(x) = &cur.store {
@@ -640,6 +696,185 @@ pub fn edge_bound(p: &Problem, m: &Mapping) -> u64 {
     first_loads + mapping::busy_total(p, m, &c) + p.n + 1 + last_store_cycles(p, m, &c)
 }
 
+/// The DRAM channel's work for one pass over each operand's distinct tiles, in cycles (latency plus
+/// beats of every transfer, exactly as the schedule issues them): what a tiling costs the DMA before
+/// its loop order decides how often each operand is reloaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmaSums {
+    pub weights: u64,
+    pub inputs: u64,
+    /// The final store of every output tile.
+    pub outputs: u64,
+    /// One partial-sum store plus its reload, over every output tile.
+    pub psum_round_trip: u64,
+}
+
+/// (extent, how many tiles) of a tiled dimension: at most two classes (full tiles and the edge).
+#[derive(Clone, Copy, Debug)]
+struct Classes {
+    items: [(u64, u64); 2],
+    len: usize,
+}
+
+impl Classes {
+    fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.items[..self.len].iter().copied()
+    }
+}
+
+fn extents(x: u64, size: u64, count: u64) -> Classes {
+    let mut c = Classes { items: [(0, 0); 2], len: 0 };
+    for (n, s) in mapping::edge_classes(x, size, count) {
+        c.items[c.len] = (s, n);
+        c.len += 1;
+    }
+    c
+}
+
+/// Counts of equal values, as (value, count) pairs: inline for the few classes tiles fall into
+/// (no allocation on the search's hot path), spilling to the heap beyond that.
+#[derive(Clone, Debug, Default)]
+struct Histogram {
+    inline: [(u64, u64); 8],
+    len: usize,
+    spill: Vec<(u64, u64)>,
+}
+
+impl Histogram {
+    fn add(&mut self, value: u64, count: u64) {
+        if let Some(e) = self.inline[..self.len].iter_mut().chain(self.spill.iter_mut()).find(|(v, _)| *v == value) {
+            e.1 += count;
+        } else if self.len < self.inline.len() {
+            self.inline[self.len] = (value, count);
+            self.len += 1;
+        } else {
+            self.spill.push((value, count));
+        }
+    }
+    fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.inline[..self.len].iter().chain(&self.spill).copied()
+    }
+}
+
+/// [`DmaSums`] of a tiling: sums over the edge classes of its tiles (tiles at the borders read
+/// fewer halo rows and columns), not over its tiles.
+pub fn dma_sums(p: &Problem, m: &Mapping, c: &Counts) -> DmaSums {
+    let groups = extents(p.groups, m.groups_per_pass, c.gb);
+    let ocs = extents(p.cog, m.oc, c.oi);
+    let khs = extents(p.k, m.kh, c.ki);
+    let ics = extents(p.cig, m.ic, c.ci);
+    let bs = extents(p.batch, m.b, c.b);
+    let mut weights = 0;
+    for (g, gn) in groups.iter() {
+        for (oc, on) in ocs.iter() {
+            for (kh, kn) in khs.iter() {
+                for (ic, cn) in ics.iter() {
+                    weights += gn * on * kn * cn * weight_transfer(p, (g * oc, kh, ic)).cycles;
+                }
+            }
+        }
+    }
+    let mut rows = Histogram::default();
+    for ki in 0..c.ki {
+        let (ky0, kh) = clip(p.k, m.kh, ki);
+        add_spans(&mut rows, (p.out_h, m.oh, c.y), (ky0, kh), p.stride, p.pad, p.in_h);
+    }
+    let mut cols = Histogram::default();
+    add_spans(&mut cols, (p.out_w, m.ow, c.x), (0, p.k), p.stride, p.pad, p.in_w);
+    // Input channels of a tile: its groups' channel blocks.
+    let mut chans = Histogram::default();
+    for (g, gn) in groups.iter() {
+        for (ic, cn) in ics.iter() {
+            chans.add(g * ic, gn * cn);
+        }
+    }
+    let mut inputs = 0;
+    for (b, bn) in bs.iter() {
+        for (r, rn) in rows.iter() {
+            for (cl, cln) in cols.iter() {
+                for (ch, chn) in chans.iter() {
+                    inputs += bn * rn * cln * chn * input_transfer(p, (b, r, cl, ch)).cycles;
+                }
+            }
+        }
+    }
+    // A partial-sum store and its reload move the same tile at the same width.
+    let psum_round_trip = 2 * output_sum(p, m, c, PSUM_BITS);
+    DmaSums { weights, inputs, outputs: final_store_sum(p, m, c), psum_round_trip }
+}
+
+/// The final stores' part of [`DmaSums`] (the only part that depends on the output precision).
+pub fn final_store_sum(p: &Problem, m: &Mapping, c: &Counts) -> u64 {
+    output_sum(p, m, c, p.out_bits)
+}
+
+/// DMA cycles of storing every output tile once at `bits` per element, summed by edge class.
+fn output_sum(p: &Problem, m: &Mapping, c: &Counts, bits: u64) -> u64 {
+    let (groups, ocs) = (extents(p.groups, m.groups_per_pass, c.gb), extents(p.cog, m.oc, c.oi));
+    let full = [p.batch, p.out_h, p.out_w, p.out_c];
+    let mut sum = 0;
+    for (b, bn) in extents(p.batch, m.b, c.b).iter() {
+        for (oh, yn) in extents(p.out_h, m.oh, c.y).iter() {
+            for (ow, xn) in extents(p.out_w, m.ow, c.x).iter() {
+                for (g, gn) in groups.iter() {
+                    for (oc, on) in ocs.iter() {
+                        let seg = box_segments(&full, &[b, oh, ow, g * oc], bits);
+                        sum += bn * yn * xn * gn * on * p.dram.transfer_cycles(p.dram.bus_bits(&seg));
+                    }
+                }
+            }
+        }
+    }
+    sum
+}
+
+/// Add the input span (rows or columns) every tile along one axis reads to `h`: `tiles` is (outputs,
+/// tile size, tiles), `taps` the kernel taps (first, count) the tiles use. Tiles away from the
+/// borders all read the unclipped span, so only the clipped ones at either end (a prefix and a
+/// suffix: the span's ends grow with the tile index) are computed one by one.
+fn add_spans(h: &mut Histogram, (out, size, count): (u64, u64, u64), (t0, taps): (u64, u64), stride: u64, pad: u64, extent: u64) {
+    let clipped = |i: u64| {
+        let (o0, len) = clip(out, size, i);
+        let lo = (o0 * stride + t0) as i64 - pad as i64;
+        let hi = ((o0 + len - 1) * stride + t0 + taps - 1) as i64 - pad as i64;
+        len != size || lo < 0 || hi > extent as i64 - 1
+    };
+    let span = |i: u64| {
+        let (o0, len) = clip(out, size, i);
+        mapping::input_span(o0, len, t0, taps, stride, pad, extent).1
+    };
+    let mut lo = 0;
+    while lo < count && clipped(lo) {
+        h.add(span(lo), 1);
+        lo += 1;
+    }
+    let mut hi = count;
+    while hi > lo && clipped(hi - 1) {
+        h.add(span(hi - 1), 1);
+        hi -= 1;
+    }
+    if hi > lo {
+        h.add((size - 1) * stride + taps, hi - lo);
+    }
+}
+
+/// Cycles of every DMA transfer of a mapping: the channel is serial and the layer ends with its
+/// last store, so no schedule of the mapping ends earlier (a bound too when `sums` are bounds). Exact where the reload counts are (every
+/// tiling, except a grouped layer with several output-channel tiles per group, whose inputs are
+/// then counted once per distinct tile, keeping this a lower bound).
+pub fn dma_cycles(p: &Problem, m: &Mapping, c: &Counts, sums: &DmaSums) -> u64 {
+    let w_f = mapping::reload_factor(&m.order, c, &[Loop::O, Loop::R]);
+    let a_f = if p.groups > 1 {
+        if c.oi > 1 { 1 } else { mapping::reload_factor(&m.order, c, &[Loop::P, Loop::R, Loop::O]) }
+    } else {
+        mapping::reload_factor(&m.order, c, &[Loop::P, Loop::R])
+    };
+    // Each output tile is visited `visits` times: one final store, and a partial-sum store and
+    // reload for every other visit.
+    let visits = mapping::transfers(&m.order, c, &[Loop::P, Loop::O]) / (c.p() * c.o());
+    w_f * sums.weights + a_f * sums.inputs + sums.outputs + (visits - 1) * sums.psum_round_trip
+}
+
 /// Everything the engine measures for one mapping.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Evaluation {
@@ -649,6 +884,151 @@ pub struct Evaluation {
     pub counters: Counters,
     pub energy: Option<EnergyBreakdown>,
     pub tiles: usize,
+}
+
+/// What the mapping searches of one layer at several output precisions share (the output bits only
+/// change the final stores): the candidate families, and, for each family as far as a search has
+/// expanded it, its candidates, their loop-order groups, each group's tiling bound and DMA sums.
+/// Pass the same value to consecutive [`CycleModel::best_mapping_shared`] calls.
+pub struct SharedSearch {
+    /// The problem the shared parts were computed for.
+    problem: Problem,
+    families: Vec<mapping::Family>,
+    /// Per family: its range of groups once expanded.
+    expanded: Vec<Option<(usize, usize)>>,
+    cands: Vec<Mapping>,
+    /// Per group: its range of candidates (orders of one tiling), tiling bound and DMA sums.
+    groups: Vec<(usize, usize)>,
+    bases: Vec<mapping::BaseBound>,
+    sums: Vec<Option<DmaSums>>,
+}
+
+impl SharedSearch {
+    fn new(p: &Problem) -> SharedSearch {
+        let families = mapping::families(p);
+        SharedSearch { problem: *p, expanded: vec![None; families.len()], families, cands: Vec::new(), groups: Vec::new(), bases: Vec::new(), sums: Vec::new() }
+    }
+
+    /// The groups of family `f`, generating its candidates the first time.
+    fn expand(&mut self, f: usize) -> (usize, usize) {
+        if let Some(r) = self.expanded[f] {
+            return r;
+        }
+        let first = self.cands.len();
+        mapping::family_candidates(&self.problem, &self.families[f], &mut self.cands);
+        let g0 = self.groups.len();
+        for (s, e) in mapping::order_groups(&self.cands[first..]) {
+            self.groups.push((first + s, first + e));
+            self.bases.push(mapping::BaseBound::of(&self.problem, &self.cands[first + s]));
+            self.sums.push(None);
+        }
+        let r = (g0, self.groups.len());
+        self.expanded[f] = Some(r);
+        r
+    }
+}
+
+/// The search tree of one problem: families, then tilings (groups of loop orders, first at their
+/// tiling bound, then refined by their DMA work), then mappings.
+#[derive(Clone, Copy, Debug)]
+enum Node {
+    Family(usize),
+    Group(usize),
+    Refined(usize),
+    Mapping(usize, usize),
+}
+
+/// One mapping search over a [`SharedSearch`].
+struct Searcher<'a> {
+    model: &'a CycleModel,
+    p: &'a Problem,
+    shared: &'a mut SharedSearch,
+    /// Per group: DMA sums for this problem's output bits.
+    sums: Vec<Option<DmaSums>>,
+    /// The evaluation of the best mapping so far (the branch and bound keeps only scores).
+    best_eval: Option<(Mapping, Evaluation)>,
+}
+
+impl Searcher<'_> {
+    /// A group's tiling bound and DMA sums for this problem.
+    fn group(&mut self, g: usize) -> (mapping::BaseBound, DmaSums) {
+        let (from, p) = (self.shared.problem, self.p);
+        let base = self.shared.bases[g].with_out_bits(&from, p);
+        if self.sums.len() <= g {
+            self.sums.resize(g + 1, None);
+        }
+        if self.sums[g].is_none() {
+            let m = self.shared.cands[self.shared.groups[g].0];
+            let shared = *self.shared.sums[g].get_or_insert_with(|| dma_sums(&from, &m, &base.counts));
+            // Stores take at least as long at more bits: the shared problem's stores bound this
+            // one's when it has no fewer output bits (variants come in increasing order).
+            self.sums[g] = Some(if p.out_bits >= from.out_bits { shared } else { DmaSums { outputs: final_store_sum(p, &m, &base.counts), ..shared } });
+        }
+        (base, self.sums[g].expect("just filled"))
+    }
+}
+
+impl mapping::SearchTree for Searcher<'_> {
+    type Node = Node;
+
+    fn expand(&mut self, node: Node, bound: (f64, f64), out: &mut Vec<((f64, f64), mapping::Branch<Node>)>) {
+        let (model, p) = (self.model, self.p);
+        match node {
+            Node::Family(f) => {
+                let (g0, g1) = self.shared.expand(f);
+                let from = self.shared.problem;
+                for g in g0..g1 {
+                    let base = self.shared.bases[g].with_out_bits(&from, p);
+                    out.push((model.key_bound(p, base.array.max(base.dma_floor(p))), mapping::Branch::Inner(Node::Group(g))));
+                }
+            }
+            Node::Group(g) | Node::Refined(g) => {
+                let (base, sums) = self.group(g);
+                if matches!(node, Node::Group(_)) {
+                    // The group's DMA work with each operand loaded once bounds all its orders.
+                    let refined = model.key_bound(p, base.array.max(sums.weights + sums.inputs + sums.outputs));
+                    if refined > bound {
+                        out.push((refined, mapping::Branch::Inner(Node::Refined(g))));
+                        return;
+                    }
+                }
+                let (s, e) = self.shared.groups[g];
+                for i in s..e {
+                    let m = self.shared.cands[i];
+                    out.push((model.lower_bound(p, &m, &base, &sums), mapping::Branch::Leaf(Node::Mapping(i, g))));
+                }
+            }
+            Node::Mapping(..) => unreachable!("mappings are leaves"),
+        }
+    }
+
+    fn exact(&mut self, leaf: Node, best: Option<Score>) -> Option<Score> {
+        let Node::Mapping(i, g) = leaf else { unreachable!("only mappings are leaves") };
+        let (model, p) = (self.model, self.p);
+        let m = self.shared.cands[i];
+        // Under the cycles objective a mapping slower than the best so far cannot win: first a
+        // tighter bound (the first tile's loads and the last store exactly), then the timeline,
+        // given up as soon as it is provably slower (streaming or DMA).
+        let cutoff = best.filter(|_| model.objective == Objective::Cycles).map(|b| b.cycles);
+        if let Some(limit) = cutoff
+            && edge_bound(p, &m) > limit
+        {
+            return None;
+        }
+        let (base, sums) = self.group(g);
+        let e = model.evaluate_until(p, &m, cutoff, dma_cycles(p, &m, &base.counts, &sums))?;
+        let s = score(&e);
+        let key = |s: &Score| model.objective.key(s.cycles as f64, s.energy_nj);
+        if best.is_none_or(|b| key(&s) < key(&b)) {
+            self.best_eval = Some((m, e));
+        }
+        Some(s)
+    }
+}
+
+/// An evaluation's (cycles, energy) for the search.
+fn score(e: &Evaluation) -> Score {
+    Score { cycles: e.cycles, energy_nj: e.energy.map_or(0.0, |x| x.total().get()) }
 }
 
 /// The cycle-level cost model.
@@ -740,17 +1120,18 @@ impl CycleModel {
 
     /// Evaluate one mapping exactly.
     pub fn evaluate(&self, p: &Problem, m: &Mapping) -> Option<Evaluation> {
-        self.evaluate_until(p, m, None)
+        self.evaluate_until(p, m, None, 0)
     }
 
     /// Evaluate one mapping exactly, or give up once it provably takes more than `max_cycles`.
-    pub fn evaluate_until(&self, p: &Problem, m: &Mapping, max_cycles: Option<u64>) -> Option<Evaluation> {
+    /// `dma_total` is [`dma_cycles`] of the mapping when known (0 otherwise).
+    pub fn evaluate_until(&self, p: &Problem, m: &Mapping, max_cycles: Option<u64>, dma_total: u64) -> Option<Evaluation> {
         let c = Counts::of(p, m);
         if c.p() * c.o() * c.r() > MAX_TILES {
             return None;
         }
-        let cutoff = max_cycles.map(|b| (mapping::busy_total(p, m, &c), b, last_store_cycles(p, m, &c)));
-        let tl = timeline_until(p, schedule(p, m), false, cutoff)?;
+        let cutoff = max_cycles.map(|max_cycles| Cutoff { max_cycles, total_busy: mapping::busy_total(p, m, &c), last_store: last_store_cycles(p, m, &c), dma_total });
+        let tl = timeline_until(p, &mut schedule(p, m), false, cutoff)?;
         Some(self.measure(p, &tl))
     }
 
@@ -795,8 +1176,8 @@ impl CycleModel {
     }
 
     /// A lower bound on (cycles, energy) of a mapping, for the search, from its tiling's bound.
-    fn lower_bound(&self, p: &Problem, m: &Mapping, base: &mapping::BaseBound) -> (f64, f64) {
-        self.key_bound(p, mapping::lower_bound_cycles_with(p, m, base))
+    fn lower_bound(&self, p: &Problem, m: &Mapping, base: &mapping::BaseBound, sums: &DmaSums) -> (f64, f64) {
+        self.key_bound(p, mapping::lower_bound_cycles_with(p, m, base).max(dma_cycles(p, m, &base.counts, sums)))
     }
 
     /// The objective key's bound at a cycles bound.
@@ -824,35 +1205,36 @@ impl CycleModel {
     /// problem) as the incumbent. The optimum found is the same; only ties may pick another mapping of
     /// equal cycles and energy.
     pub fn best_mapping_from(&self, p: &Problem, seed: Option<Mapping>) -> Option<(Mapping, Evaluation, usize, usize)> {
-        let initial = seed.filter(|m| mapping::fits(p, m)).and_then(|m| {
-            self.evaluate(p, &m).map(|e| (m, Score { cycles: e.cycles, energy_nj: e.energy.map_or(0.0, |x| x.total().get()) }))
-        });
-        let cands = mapping::candidates(p);
-        // Candidates differing only in loop order form a group sharing their tiling's bound.
-        let bases = std::cell::RefCell::new(Vec::<mapping::BaseBound>::new());
-        let lower_base = |g: usize, m: &Mapping| {
-            let b = mapping::BaseBound::of(p, m);
-            let mut v = bases.borrow_mut();
-            debug_assert_eq!(v.len(), g);
-            v.push(b);
-            self.key_bound(p, b.array)
-        };
-        let lower = |g: usize, m: &Mapping| self.lower_bound(p, m, &bases.borrow()[g]);
-        let cycles_first = self.objective == Objective::Cycles;
-        let exact = |m: &Mapping, best: Option<Score>| {
-            // Under the cycles objective a mapping slower than the best so far cannot win: first a
-            // tighter bound (the first tile's loads and the last store exactly), then the timeline,
-            // given up as soon as it is provably slower.
-            let cutoff = best.filter(|_| cycles_first).map(|b| b.cycles);
-            if let Some(limit) = cutoff
-                && edge_bound(p, m) > limit {
-                    return None;
+        self.best_mapping_shared(p, seed, &mut None)
+    }
+
+    /// [`Self::best_mapping_from`], reusing (and leaving in `shared`) the candidates and tiling bounds
+    /// of a problem that differs from `p` at most in its output bits. Returns the best mapping, its
+    /// evaluation, how many tilings were bounded and how many mappings were evaluated exactly.
+    pub fn best_mapping_shared(&self, p: &Problem, seed: Option<Mapping>, shared: &mut Option<SharedSearch>) -> Option<(Mapping, Evaluation, usize, usize)> {
+        let initial = seed.filter(|m| mapping::fits(p, m)).and_then(|m| self.evaluate(p, &m).map(|e| (m, e)));
+        if shared.as_ref().is_none_or(|c| Problem { out_bits: 0, ..c.problem } != Problem { out_bits: 0, ..*p }) {
+            *shared = Some(SharedSearch::new(p));
+        }
+        let shared = shared.as_mut().expect("just filled");
+        let roots: Vec<_> =
+            shared.families.iter().enumerate().map(|(f, fam)| (self.key_bound(p, fam.bound(p)), mapping::Branch::Inner(Node::Family(f)))).collect();
+        let initial_score = initial.as_ref().map(|(_, e)| score(e));
+        let mut tree = Searcher { model: self, p, shared, sums: Vec::new(), best_eval: initial };
+        let (found, evaluated) = mapping::branch_and_bound(&mut tree, self.objective, initial_score, roots);
+        let tilings = tree.sums.iter().filter(|s| s.is_some()).count();
+        let (m, e) = match found {
+            Some((Node::Mapping(i, _), _)) => {
+                let m = tree.shared.cands[i];
+                match tree.best_eval.take() {
+                    Some((bm, e)) if bm == m => (m, e),
+                    _ => (m, self.evaluate(p, &m)?),
                 }
-            self.evaluate_until(p, m, cutoff).map(|e| Score { cycles: e.cycles, energy_nj: e.energy.map_or(0.0, |x| x.total().get()) })
+            }
+            // Nothing beat the seed.
+            _ => tree.best_eval.take()?,
         };
-        let (m, _, evaluated) = mapping::search(&cands, self.objective, initial, lower_base, lower, exact)?;
-        let e = self.evaluate(p, &m)?;
-        Some((m, e, cands.len(), evaluated))
+        Some((m, e, tilings, evaluated))
     }
 
     /// Simulate a layer, returning the mapping and its schedule too.
@@ -862,11 +1244,16 @@ impl CycleModel {
 
     /// [`Self::simulate_detailed`] with a mapping search seeded from `seed`.
     pub fn simulate_seeded(&self, layer: &Layer, out_bits: Option<u32>, seed: Option<Mapping>) -> Result<(LayerStats, Problem, Mapping), SimError> {
+        self.simulate_shared(layer, out_bits, seed, &mut None)
+    }
+
+    /// [`Self::simulate_seeded`] sharing the search's candidates with the previous call (see [`SharedSearch`]).
+    pub fn simulate_shared(&self, layer: &Layer, out_bits: Option<u32>, seed: Option<Mapping>, shared: &mut Option<SharedSearch>) -> Result<(LayerStats, Problem, Mapping), SimError> {
         let mut p = self.problem(layer)?;
         if let Some(b) = out_bits {
             p.out_bits = b as u64;
         }
-        let (m, e, n_cands, evaluated) = self.best_mapping_from(&p, seed).ok_or_else(|| {
+        let (m, e, n_cands, evaluated) = self.best_mapping_shared(&p, seed, shared).ok_or_else(|| {
             SimError::new(
                 layer,
                 format!(
@@ -886,7 +1273,7 @@ impl CycleModel {
             counters: e.counters,
             energy: e.energy,
             macs: layer.macs(),
-            mapping: format!("{} ({} tiles; {} of {} candidates evaluated)", m.describe(), e.tiles, evaluated, n_cands),
+            mapping: format!("{} ({} tiles; {} mappings of {} tilings reached evaluated)", m.describe(), e.tiles, evaluated, n_cands),
             utilization: layer.macs() as f64 / (e.cycles as f64 * peak),
             stalls: Some(e.stalls),
         };
@@ -920,12 +1307,13 @@ impl CostModel for CycleModel {
     }
 
     fn simulate_layer_variants(&self, variants: &[(Layer, u32)]) -> Result<Vec<LayerStats>, SimError> {
-        // Each variant's search starts from the previous variant's best mapping.
-        let mut seed = None;
+        // Each variant's search starts from the previous variant's best mapping, and variants that
+        // differ only in output bits share their candidates and tiling bounds.
+        let (mut seed, mut shared) = (None, None);
         variants
             .iter()
             .map(|(layer, b)| {
-                let (s, _, m) = self.simulate_seeded(layer, Some(*b), seed)?;
+                let (s, _, m) = self.simulate_shared(layer, Some(*b), seed, &mut shared)?;
                 seed = Some(m);
                 Ok(s)
             })
@@ -968,6 +1356,70 @@ mod tests {
     }
 
     /// The search's bound never exceeds the exact cycles of any candidate.
+    /// The branch and bound finds what evaluating every candidate finds, under every objective, with
+    /// and without a seed and when sharing its search with another output precision.
+    #[test]
+    fn the_search_finds_the_exhaustive_optimum() {
+        let hw = hw(&["array.rows=8".into(), "array.cols=8".into(), "memory.wbuf_bytes=8192".into(), "memory.ibuf_bytes=2048".into(), "memory.obuf_bytes=2048".into()]);
+        let layers = [
+            Layer::conv("dw", 1, 24, 24, 14, 3, 1, 1, 24, 4, 2),
+            Layer::conv("dw5", 1, 16, 16, 9, 5, 2, 2, 16, 8, 8),
+            Layer::conv("pw", 1, 16, 40, 10, 1, 1, 0, 1, 2, 4),
+            Layer::conv("c", 2, 8, 16, 7, 3, 1, 1, 1, 8, 8),
+            Layer::conv("g", 1, 16, 32, 6, 3, 1, 1, 4, 6, 6),
+            Layer::fc("fc", 1, 96, 40, 4, 8),
+        ];
+        for objective in [Objective::Cycles, Objective::Energy, Objective::Edp] {
+            let model = CycleModel::new(&hw, objective);
+            let mut shared = None;
+            for l in &layers {
+                for out_bits in [2u64, 8] {
+                    let mut p = model.problem(l).unwrap();
+                    p.out_bits = out_bits;
+                    let key = |e: &Evaluation| objective.key(e.cycles as f64, e.energy.unwrap().total().get());
+                    let cands = mapping::candidates(&p);
+                    let best = cands.iter().filter_map(|m| model.evaluate(&p, m)).map(|e| key(&e)).fold((f64::INFINITY, f64::INFINITY), |a, b| if b < a { b } else { a });
+                    let (_, e, _, _) = model.best_mapping(&p).unwrap();
+                    assert_eq!(key(&e), best, "{} {objective:?} out {out_bits}", l.name);
+                    let (_, e, _, _) = model.best_mapping_from(&p, Some(cands[cands.len() / 2])).unwrap();
+                    assert_eq!(key(&e), best, "{} {objective:?} out {out_bits}, seeded", l.name);
+                    let (_, e, _, _) = model.best_mapping_shared(&p, None, &mut shared).unwrap();
+                    assert_eq!(key(&e), best, "{} {objective:?} out {out_bits}, shared", l.name);
+                }
+            }
+        }
+    }
+
+    /// The DMA sums over edge classes equal the timeline's transfers, transfer for transfer.
+    #[test]
+    fn dma_cycles_are_the_timelines_transfers() {
+        let m = model();
+        let layers = [
+            Layer::conv("stem", 1, 3, 32, 224, 3, 2, 1, 1, 8, 8),
+            Layer::conv("dw", 1, 144, 144, 56, 3, 2, 1, 144, 2, 6),
+            Layer::conv("dw7", 2, 40, 40, 13, 7, 1, 3, 40, 4, 4),
+            Layer::conv("pw", 1, 16, 96, 112, 1, 1, 0, 1, 4, 4),
+            Layer::conv("c", 2, 64, 64, 14, 3, 1, 1, 1, 2, 8),
+            Layer::fc("fc", 1, 1280, 1000, 8, 8),
+            Layer::conv("s2", 1, 34, 2, 13, 1, 2, 0, 2, 8, 8),
+        ];
+        let mut checked = 0;
+        for l in &layers {
+            let p = m.problem(l).unwrap();
+            for c in mapping::candidates(&p).iter().step_by(7) {
+                let counts = Counts::of(&p, c);
+                if counts.p() * counts.o() * counts.r() > 20_000 {
+                    continue;
+                }
+                let tl = timeline(&p, schedule(&p, c), true);
+                let busy: u64 = tl.dma.iter().map(|(_, _, s, e)| e - s).sum();
+                assert_eq!(dma_cycles(&p, c, &counts, &dma_sums(&p, c, &counts)), busy, "{}: {}", l.name, c.describe());
+                checked += 1;
+            }
+        }
+        assert!(checked > 500, "{checked}");
+    }
+
     #[test]
     fn lower_bounds_are_lower() {
         let m = model();
@@ -988,9 +1440,18 @@ mod tests {
                 let lb = mapping::lower_bound_cycles(&p, c);
                 let e = m.evaluate(&p, c).unwrap();
                 assert!(lb <= e.cycles, "{}: {} lb {lb} > exact {}", l.name, c.describe(), e.cycles);
+                let counts = Counts::of(&p, c);
+                let db = dma_cycles(&p, c, &counts, &dma_sums(&p, c, &counts));
+                assert!(db <= e.cycles, "{}: {} DMA bound {db} > exact {}", l.name, c.describe(), e.cycles);
+                let base = mapping::BaseBound::of(&p, c);
+                let floor = base.dma_floor(&p);
+                assert!(floor <= db, "{}: {} DMA floor {floor} > DMA cycles {db}", l.name, c.describe());
+                let family = mapping::Family { groups_per_pass: c.groups_per_pass, oc: c.oc, ic: c.ic, kh: c.kh };
+                let fb = family.bound(&p);
+                assert!(fb <= base.array.max(floor), "{}: {} family bound {fb} > tiling bound", l.name, c.describe());
                 let eb = edge_bound(&p, c);
                 assert!(eb <= e.cycles, "{}: {} edge bound {eb} > exact {}", l.name, c.describe(), e.cycles);
-                let (e_lb, _) = energy_model.lower_bound(&p, c, &mapping::BaseBound::of(&p, c));
+                let (e_lb, _) = energy_model.lower_bound(&p, c, &mapping::BaseBound::of(&p, c), &dma_sums(&p, c, &counts));
                 let exact_e = e.energy.unwrap().total().get();
                 assert!(e_lb <= exact_e * (1.0 + 1e-12), "{}: {} energy bound {e_lb} > exact {exact_e}", l.name, c.describe());
             }

@@ -246,8 +246,35 @@ pub fn window_cycles(p: &Problem, red: u64) -> u64 {
 pub fn weight_reads_per_pixel(p: &Problem, groups: u64, oc: u64, ic: u64, kh: u64) -> u64 {
     let seg = ic * kh * p.k;
     let lanes = p.lanes();
-    let per_group: u64 = (0..groups).map(|g| ((g + 1) * seg).div_ceil(lanes) - (g * seg) / lanes).sum();
+    // Sum over groups g of ceil((g+1) seg / lanes) - floor(g seg / lanes), as two floor sums.
+    let per_group = floor_sum(groups, lanes, seg, seg + lanes - 1) - floor_sum(groups, lanes, seg, 0);
     per_group * oc * p.steps()
+}
+
+/// Sum of floor((a i + b) / m) for i in 0..n, in O(log m) steps (the Euclid-like reduction of the
+/// AtCoder Library's `floor_sum`).
+pub fn floor_sum(mut n: u64, mut m: u64, mut a: u64, mut b: u64) -> u64 {
+    let mut sum = 0;
+    if n == 0 {
+        return 0;
+    }
+    loop {
+        if a >= m {
+            sum += n * (n - 1) / 2 * (a / m);
+            a %= m;
+        }
+        if b >= m {
+            sum += n * (b / m);
+            b %= m;
+        }
+        let y_max = a * n + b;
+        if y_max < m {
+            return sum;
+        }
+        n = y_max / m;
+        b = y_max % m;
+        std::mem::swap(&mut m, &mut a);
+    }
 }
 
 /// Input rows (or columns) a tile reads: output positions [o0, o0 + len) with kernel taps [t0, t0 + taps),
@@ -309,9 +336,19 @@ pub fn balanced_sizes(x: u64) -> Vec<u64> {
     sizes
 }
 
-/// Every candidate mapping that fits the buffers, with each distinct loop order once.
-pub fn candidates(p: &Problem) -> Vec<Mapping> {
-    let mut out = Vec::new();
+/// Channel and kernel tile sizes. The tilings of one family differ only in their batch and spatial
+/// tile sizes, so they stream for the same cycles ([`busy_total`] does not depend on the spatial
+/// tiles) and load the same first weight tile: one bound covers them all ([`Family::bound`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Family {
+    pub groups_per_pass: u64,
+    pub oc: u64,
+    pub ic: u64,
+    pub kh: u64,
+}
+
+/// The families of a problem's candidates, in the order [`candidates`] lists them.
+pub fn families(p: &Problem) -> Vec<Family> {
     let mut group_options = vec![1u64];
     if p.groups > 1 && p.cog <= p.m {
         let max_g = (p.m / p.cog).min(p.groups);
@@ -324,44 +361,83 @@ pub fn candidates(p: &Problem) -> Vec<Mapping> {
         v.dedup();
         v
     };
-    let sizes_b = balanced_sizes(p.batch);
-    let sizes_y = balanced_sizes(p.out_h);
-    let sizes_x = balanced_sizes(p.out_w);
     let sizes_ic = balanced_sizes(p.cig);
     let sizes_kh = balanced_sizes(p.k);
+    let mut out = Vec::new();
     for &g in &group_options {
         let (ocs, ics): (&[u64], &[u64]) = if g > 1 { (&[p.cog][..], &[p.cig][..]) } else { (&oc_cols[..], &sizes_ic[..]) };
         for &oc in ocs {
             for &ic in ics {
                 for &kh in &sizes_kh {
-                    for &b in &sizes_b {
-                        for &oh in &sizes_y {
-                            for &ow in &sizes_x {
-                                let base = Mapping { b, oh, ow, groups_per_pass: g, oc, ic, kh, order: ORDERS[0] };
-                                if !fits(p, &base) {
-                                    continue;
-                                }
-                                let c = Counts::of(p, &base);
-                                // Loops with a single tile change nothing: keep one order per arrangement
-                                // of the loops that have several.
-                                let mut seen: [[Option<Loop>; 3]; 6] = [[None; 3]; 6];
-                                for (k, order) in ORDERS.into_iter().enumerate() {
-                                    let mut key = [None; 3];
-                                    for (slot, l) in key.iter_mut().zip(order.iter().filter(|l| c.of_loop(**l) > 1)) {
-                                        *slot = Some(*l);
-                                    }
-                                    if seen[..k].contains(&key) {
-                                        continue;
-                                    }
-                                    seen[k] = key;
-                                    out.push(Mapping { order, ..base });
-                                }
-                            }
-                        }
-                    }
+                    out.push(Family { groups_per_pass: g, oc, ic, kh });
                 }
             }
         }
+    }
+    out
+}
+
+impl Family {
+    /// The family's tiling with the given batch and spatial tile sizes (first loop order).
+    pub fn tiling(&self, b: u64, oh: u64, ow: u64) -> Mapping {
+        Mapping { b, oh, ow, groups_per_pass: self.groups_per_pass, oc: self.oc, ic: self.ic, kh: self.kh, order: ORDERS[0] }
+    }
+
+    /// A lower bound on the cycles of every candidate of the family: the array path with the
+    /// smallest first input tile and no last store, and the DMA floor with one spatial tile
+    /// (both at most [`BaseBound::array`] and [`BaseBound::dma_floor`] of each of its tilings).
+    pub fn bound(&self, p: &Problem) -> u64 {
+        let m = self.tiling(1, 1, 1);
+        let c = Counts::of(p, &m);
+        let bw = p.dram.bits_per_cycle;
+        let g = self.groups_per_pass.min(p.groups);
+        let first_w = g * self.oc * self.kh * p.k * self.ic * p.w_bits;
+        let rows = input_span(0, 1, 0, self.kh, p.stride, p.pad, p.in_h).1;
+        let cols = input_span(0, 1, 0, p.k, p.stride, p.pad, p.in_w).1;
+        let first_a = rows * cols * g * self.ic * p.a_bits;
+        let array = 3 * p.dram.latency_cycles + first_w.div_ceil(bw) + first_a.div_ceil(bw) + busy_total(p, &m, &c) + p.n + 1;
+        let input_tiles = c.r() * if p.groups > 1 { c.gb } else { 1 };
+        let latencies = (c.o() * c.r() + input_tiles + c.o()) * p.dram.latency_cycles;
+        let bits = p.out_c * p.cig * p.k * p.k * p.w_bits + p.touched_input_bits + p.batch * p.out_h * p.out_w * p.out_c * p.out_bits;
+        array.max(latencies + bits.div_ceil(bw))
+    }
+}
+
+/// Every candidate of a family that fits the buffers, with each distinct loop order once,
+/// appended to `out` (loop orders of one tiling adjacent).
+pub fn family_candidates(p: &Problem, f: &Family, out: &mut Vec<Mapping>) {
+    for &b in &balanced_sizes(p.batch) {
+        for &oh in &balanced_sizes(p.out_h) {
+            for &ow in &balanced_sizes(p.out_w) {
+                let base = f.tiling(b, oh, ow);
+                if !fits(p, &base) {
+                    continue;
+                }
+                let c = Counts::of(p, &base);
+                // Loops with a single tile change nothing: keep one order per arrangement
+                // of the loops that have several.
+                let mut seen: [[Option<Loop>; 3]; 6] = [[None; 3]; 6];
+                for (k, order) in ORDERS.into_iter().enumerate() {
+                    let mut key = [None; 3];
+                    for (slot, l) in key.iter_mut().zip(order.iter().filter(|l| c.of_loop(**l) > 1)) {
+                        *slot = Some(*l);
+                    }
+                    if seen[..k].contains(&key) {
+                        continue;
+                    }
+                    seen[k] = key;
+                    out.push(Mapping { order, ..base });
+                }
+            }
+        }
+    }
+}
+
+/// Every candidate mapping that fits the buffers, with each distinct loop order once.
+pub fn candidates(p: &Problem) -> Vec<Mapping> {
+    let mut out = Vec::new();
+    for f in families(p) {
+        family_candidates(p, &f, &mut out);
     }
     out
 }
@@ -413,6 +489,13 @@ pub struct BaseBound {
     /// The array path: the first tile's loads, all streaming, the shortest drain, the last store.
     /// No loop order changes it, so it bounds every order of the tiling.
     pub array: u64,
+    /// Elements of the last output tile (its store closes the array path).
+    pub last_out_elements: u64,
+    /// The DMA path's floor with each operand loaded once: one latency per distinct weight, input
+    /// and output tile, and the weight and touched input bits at one beat per bus width (the output
+    /// bits are added per output precision by [`BaseBound::dma_floor`]).
+    pub dma_latencies: u64,
+    pub dma_operand_bits: u64,
 }
 
 impl BaseBound {
@@ -425,9 +508,25 @@ impl BaseBound {
         let (_, cols) = input_span(0, m.ow, 0, p.k, p.stride, p.pad, p.in_w);
         let first_a = m.b * rows * cols * m.groups_per_pass.min(p.groups) * m.ic * p.a_bits;
         let edge = |x: u64, size: u64| x - size * (x.div_ceil(size) - 1);
-        let last_o = edge(p.batch, m.b) * edge(p.out_h, m.oh) * edge(p.out_w, m.ow) * edge(p.cog, m.oc) * edge(p.groups, m.groups_per_pass) * p.out_bits;
-        let array = 3 * p.dram.latency_cycles + first_w.div_ceil(bw) + first_a.div_ceil(bw) + busy + p.n + 1 + last_o.div_ceil(bw);
-        BaseBound { counts, busy, array }
+        let last_out_elements = edge(p.batch, m.b) * edge(p.out_h, m.oh) * edge(p.out_w, m.ow) * edge(p.cog, m.oc) * edge(p.groups, m.groups_per_pass);
+        let head = 3 * p.dram.latency_cycles + first_w.div_ceil(bw) + first_a.div_ceil(bw) + busy + p.n + 1;
+        let input_tiles = counts.p() * counts.r() * if p.groups > 1 { counts.gb } else { 1 };
+        let dma_latencies = (counts.o() * counts.r() + input_tiles + counts.p() * counts.o()) * p.dram.latency_cycles;
+        let dma_operand_bits = p.out_c * p.cig * p.k * p.k * p.w_bits + p.touched_input_bits;
+        BaseBound { counts, busy, array: head + (last_out_elements * p.out_bits).div_ceil(bw), last_out_elements, dma_latencies, dma_operand_bits }
+    }
+
+    /// A floor on the DMA's cycles under any loop order (see `dma_latencies`).
+    pub fn dma_floor(&self, p: &Problem) -> u64 {
+        let out_bits = p.batch * p.out_h * p.out_w * p.out_c * p.out_bits;
+        self.dma_latencies + (self.dma_operand_bits + out_bits).div_ceil(p.dram.bits_per_cycle)
+    }
+
+    /// The same tiling's bound for a problem that differs only in its output bits.
+    pub fn with_out_bits(self, from: &Problem, to: &Problem) -> BaseBound {
+        let bw = to.dram.bits_per_cycle;
+        let head = self.array - (self.last_out_elements * from.out_bits).div_ceil(bw);
+        BaseBound { array: head + (self.last_out_elements * to.out_bits).div_ceil(bw), ..self }
     }
 }
 
@@ -481,23 +580,17 @@ pub fn edge_classes(x: u64, size: u64, count: u64) -> impl Iterator<Item = (u64,
     classes.into_iter().filter(|(n, _)| *n > 0)
 }
 
-/// A heap entry: bound, candidate index, kind (0 = group, 1 = candidate), group; ordered by bound,
-/// then index, then kind (a total order: bounds are finite).
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Ranked((f64, f64), usize, u8, usize);
-
-impl Eq for Ranked {}
-
-impl PartialOrd for Ranked {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
+/// The groups of candidates that differ only in loop order (adjacent in [`candidates`]' output), as
+/// index ranges: [`search`] bounds each group once for all its orders.
+pub fn order_groups(cands: &[Mapping]) -> Vec<(usize, usize)> {
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    for (i, m) in cands.iter().enumerate() {
+        match groups.last_mut() {
+            Some((s, e)) if Mapping { order: ORDERS[0], ..cands[*s] } == Mapping { order: ORDERS[0], ..*m } => *e = i + 1,
+            _ => groups.push((i, i + 1)),
+        }
     }
-}
-
-impl Ord for Ranked {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.partial_cmp(&other.0).unwrap_or(std::cmp::Ordering::Equal).then(self.1.cmp(&other.1)).then(self.2.cmp(&other.2))
-    }
+    groups
 }
 
 /// The result of evaluating one mapping exactly.
@@ -507,71 +600,116 @@ pub struct Score {
     pub energy_nj: f64,
 }
 
-/// Branch and bound over the candidates: rank by a lower bound on the objective key, evaluate
-/// exactly with `exact` in that order, stop when no remaining bound can beat the best (starting from
-/// `initial`, an already evaluated mapping, if given). Returns the best mapping, its score, and how
-/// many mappings were evaluated exactly.
-///
-/// Candidates that differ only in loop order are adjacent and form a group; `lower_base(g, m)` bounds
-/// group `g` (m its first candidate) for every order, `lower(g, m)` one candidate of it, and must not be
-/// below `lower_base(g, _)`: a group's per-order bounds are only computed once the group is reached.
-/// `exact` also receives the best score so far: it may give up (return `None`) on a mapping it can prove
-/// to be worse, which never changes the result.
-pub fn search<B, L, E>(
-    cands: &[Mapping],
-    objective: Objective,
-    initial: Option<(Mapping, Score)>,
-    mut lower_base: B,
-    mut lower: L,
-    mut exact: E,
-) -> Option<(Mapping, Score, usize)>
-where
-    B: FnMut(usize, &Mapping) -> (f64, f64),
-    L: FnMut(usize, &Mapping) -> (f64, f64),
-    E: FnMut(&Mapping, Option<Score>) -> Option<Score>,
-{
-    use std::cmp::Reverse;
-    let mut groups: Vec<(usize, usize)> = Vec::new();
-    for (i, m) in cands.iter().enumerate() {
-        match groups.last_mut() {
-            Some((s, e)) if Mapping { order: ORDERS[0], ..cands[*s] } == Mapping { order: ORDERS[0], ..*m } => *e = i + 1,
-            _ => groups.push((i, i + 1)),
-        }
+/// A node of a search tree, as the branch and bound queues it: an inner node (a set of mappings)
+/// to expand, or a leaf (one mapping) to evaluate exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Branch<N> {
+    Inner(N),
+    Leaf(N),
+}
+
+/// A search tree over mappings whose nodes carry lower bounds on the objective key of every
+/// mapping below them.
+pub trait SearchTree {
+    type Node: Copy;
+    /// Push the children of an inner node (reached at `bound`) with their bounds onto `out`. A
+    /// child may be the node itself again at a tighter bound (a refinement).
+    fn expand(&mut self, node: Self::Node, bound: (f64, f64), out: &mut Vec<((f64, f64), Branch<Self::Node>)>);
+    /// Evaluate a leaf exactly. `best` is the best score so far: the tree may give up (`None`) on a
+    /// mapping it can prove to be worse, which never changes the result.
+    fn exact(&mut self, leaf: Self::Node, best: Option<Score>) -> Option<Score>;
+}
+
+/// A queue entry: bound, then the order of pushing (a total order, so the search is deterministic).
+struct Queued<N>((f64, f64), u64, Branch<N>);
+
+impl<N> PartialEq for Queued<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.1 == other.1
     }
-    // A min-heap on (bound, index, kind): kind 0 is a whole group (index: its first candidate), 1 one candidate.
-    let mut heap: std::collections::BinaryHeap<Reverse<Ranked>> =
-        groups.iter().enumerate().map(|(g, (s, _))| Reverse(Ranked(lower_base(g, &cands[*s]), *s, 0, g))).collect();
-    // A known mapping's exact score (e.g. the best of a similar layer) tightens the pruning from the start.
-    let mut best: Option<(Mapping, Score, (f64, f64))> =
-        initial.map(|(m, s)| (m, s, objective.key(s.cycles as f64, s.energy_nj)));
-    let mut evaluated = 0;
-    while let Some(Reverse(Ranked(bound, i, kind, g))) = heap.pop() {
+}
+impl<N> Eq for Queued<N> {}
+impl<N> PartialOrd for Queued<N> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<N> Ord for Queued<N> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Reversed: the standard heap is a max-heap.
+        other.0.partial_cmp(&self.0).unwrap_or(std::cmp::Ordering::Equal).then(other.1.cmp(&self.1))
+    }
+}
+
+/// Best-first branch and bound: take the node of lowest bound, expand it or evaluate it exactly,
+/// and stop when no remaining bound can beat the best (starting from `initial`, the score of an
+/// already evaluated mapping, if given). Returns the best leaf (None when nothing beat `initial`),
+/// its score and how many leaves were evaluated exactly.
+pub fn branch_and_bound<T: SearchTree>(
+    tree: &mut T,
+    objective: Objective,
+    initial: Option<Score>,
+    roots: Vec<((f64, f64), Branch<T::Node>)>,
+) -> (Option<(T::Node, Score)>, usize) {
+    let mut best: Option<(Option<T::Node>, Score, (f64, f64))> = initial.map(|s| (None, s, objective.key(s.cycles as f64, s.energy_nj)));
+    let limit = best.as_ref().map_or(f64::INFINITY, |(_, _, k)| k.0);
+    let mut seq = 0u64;
+    let mut heap: std::collections::BinaryHeap<Queued<T::Node>> = roots
+        .into_iter()
+        .filter(|(b, _)| b.0 <= limit)
+        .map(|(b, n)| {
+            seq += 1;
+            Queued(b, seq, n)
+        })
+        .collect();
+    let (mut evaluated, mut children) = (0, Vec::new());
+    while let Some(Queued(bound, _, node)) = heap.pop() {
         if let Some((_, _, key)) = &best {
             // Bounds only rise from here: stop once the primary bound exceeds the best primary value.
             if bound.0 > key.0 {
                 break;
             }
         }
-        if kind == 0 {
-            let (s, e) = groups[g];
-            for j in s..e {
-                heap.push(Reverse(Ranked(lower(g, &cands[j]), j, 1, g)));
+        match node {
+            Branch::Inner(n) => {
+                tree.expand(n, bound, &mut children);
+                let limit = best.as_ref().map_or(f64::INFINITY, |(_, _, k)| k.0);
+                // A child bounded above the best already would only be popped to stop the search.
+                for (b, c) in children.drain(..).filter(|(b, _)| b.0 <= limit) {
+                    seq += 1;
+                    heap.push(Queued(b, seq, c));
+                }
             }
-            continue;
-        }
-        evaluated += 1;
-        let Some(score) = exact(&cands[i], best.as_ref().map(|b| b.1)) else { continue };
-        let key = objective.key(score.cycles as f64, score.energy_nj);
-        if best.as_ref().is_none_or(|(_, _, k)| key < *k) {
-            best = Some((cands[i], score, key));
+            Branch::Leaf(n) => {
+                evaluated += 1;
+                let Some(score) = tree.exact(n, best.as_ref().map(|b| b.1)) else { continue };
+                let key = objective.key(score.cycles as f64, score.energy_nj);
+                if best.as_ref().is_none_or(|(_, _, k)| key < *k) {
+                    best = Some((Some(n), score, key));
+                }
+            }
         }
     }
-    best.map(|(m, s, _)| (m, s, evaluated))
+    (best.and_then(|(n, s, _)| n.map(|n| (n, s))), evaluated)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn floor_sums_match_the_direct_sum() {
+        for n in 0..40u64 {
+            for m in 1..20u64 {
+                for a in 0..25u64 {
+                    for b in [0u64, 1, 7, 30] {
+                        let direct: u64 = (0..n).map(|i| (a * i + b) / m).sum();
+                        assert_eq!(floor_sum(n, m, a, b), direct, "n {n} m {m} a {a} b {b}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn balanced_sizes_cover_counts() {
