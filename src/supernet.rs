@@ -61,7 +61,7 @@ pub enum SupernetCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Epochs of the full network, then of the kernel, depth and width phases.
-        #[arg(long, value_delimiter = ',', default_value = "2,1,1,1")]
+        #[arg(long, value_delimiter = ',', default_value = "4,1,1,1")]
         epochs: Vec<usize>,
         #[arg(long, default_value_t = 64)]
         batch: usize,

@@ -60,7 +60,9 @@ pub struct TrainConfig {
     pub phases: Vec<PhaseConfig>,
     /// Training images per epoch (a fresh seeded sample each epoch); all when None.
     pub images_per_epoch: Option<usize>,
-    /// Subnets sampled per step in the shrinking phases (gradients summed).
+    /// Subnets per step in the shrinking phases (gradients summed). The first is always the
+    /// largest network (the "sandwich rule" of BigNAS, Yu et al. 2020), so shrinking does not
+    /// erode the full network that the smaller subnets inherit from; the rest are random.
     pub subnets_per_step: usize,
     /// Weight of the distillation loss (soft cross-entropy to the teacher).
     pub kd_weight: f32,
@@ -78,10 +80,10 @@ impl TrainConfig {
             seed,
             batch: 64,
             phases: vec![
-                PhaseConfig { phase: Phase::Full, epochs: 2, lr: 3e-3, images: None },
-                PhaseConfig { phase: Phase::Kernel, epochs: 1, lr: 1e-3, images: Some(10_000) },
-                PhaseConfig { phase: Phase::Depth, epochs: 1, lr: 1e-3, images: Some(10_000) },
-                PhaseConfig { phase: Phase::Width, epochs: 1, lr: 1e-3, images: Some(10_000) },
+                PhaseConfig { phase: Phase::Full, epochs: 4, lr: 3e-3, images: None },
+                PhaseConfig { phase: Phase::Kernel, epochs: 1, lr: 5e-4, images: Some(10_000) },
+                PhaseConfig { phase: Phase::Depth, epochs: 1, lr: 5e-4, images: Some(10_000) },
+                PhaseConfig { phase: Phase::Width, epochs: 1, lr: 5e-4, images: Some(10_000) },
             ],
             images_per_epoch: None,
             subnets_per_step: 2,
@@ -226,6 +228,8 @@ fn epoch_order(n: usize, cfg: &TrainConfig, phase: usize, epoch: usize) -> Vec<u
     idx
 }
 
+/// Learning rate at `step` of a phase of `steps` steps: linear warm-up over the first 5%, then
+/// one cosine decay to zero across the whole phase (not restarted per epoch).
 fn cosine(lr: f64, step: usize, steps: usize) -> f64 {
     let warm = (steps / 20).max(1);
     if step < warm {
@@ -278,6 +282,7 @@ pub fn train(
         };
         (Supernet::new(space, cfg.seed, device), state, None, None)
     };
+    let max_bits = *space.bits.iter().max().expect("a space has bit choices");
     let mut done_here = 0;
     while state.phase < cfg.phases.len() {
         let pc = cfg.phases[state.phase].clone();
@@ -311,8 +316,8 @@ pub fn train(
                 let mut rng = Rng::stream(cfg.seed, state.step);
                 let n_sub = if pc.phase == Phase::Full { 1 } else { cfg.subnets_per_step.max(1) };
                 let mut total: Option<Tensor<1>> = None;
-                for _ in 0..n_sub {
-                    let arch = sample_subnet(space, pc.phase, cfg.quantized, &mut rng);
+                for k in 0..n_sub {
+                    let arch = if k == 0 && n_sub > 1 { largest(space, max_bits) } else { sample_subnet(space, pc.phase, cfg.quantized, &mut rng) };
                     let (plan, w) = net.view(space, &arch);
                     let logits = forward(&plan, &w, x.clone(), Mode::Train { quantize: cfg.quantized && pc.phase != Phase::Full }, None);
                     right += correct(logits.clone().detach(), &labels);
@@ -329,7 +334,7 @@ pub fn train(
                 let total = total.expect("at least one subnet");
                 loss_sum += total.clone().detach().into_scalar::<f32>() as f64 / n_sub as f64;
                 let grads = GradientsParams::from_grads(total.backward(), &net);
-                net = opt.step(cosine(pc.lr, s, steps), net, grads);
+                net = opt.step(cosine(pc.lr, state.epoch * steps + s, pc.epochs * steps), net, grads);
                 state.step += 1;
                 let secs = start.elapsed().as_secs_f64().max(1e-9);
                 progress(&Progress {

@@ -298,7 +298,7 @@ pub struct Schedule<'a> {
     prev: Option<Idx>,
     cur: Idx,
     /// One-entry caches of the per-tile terms (consecutive tiles mostly share them).
-    compute_cache: Option<((u64, u64, u64, u64), (u64, u64, u64))>,
+    compute_cache: Option<((u64, u64, u64, u64), ComputeTerms)>,
     input_cache: Option<((u64, u64, u64, u64), Transfer)>,
     weight_cache: Option<((u64, u64, u64), Transfer)>,
     output_cache: [Option<((u64, u64, u64, u64), Transfer)>; 3],
@@ -380,20 +380,41 @@ impl Schedule<'_> {
         }
     }
 
-    /// (reduction, chunks per window, WBUF reads per pixel) of a tile.
-    fn compute_terms(&mut self, g: &TileGeom) -> (u64, u64, u64) {
+    /// A tile's per-pixel compute terms (they depend on its channel and kernel extents only).
+    fn compute_terms(&mut self, g: &TileGeom) -> ComputeTerms {
         let key = (g.g, g.oc, g.ic, g.kh);
         match self.compute_cache {
             Some((k, v)) if k == key => v,
             _ => {
                 let p = self.p;
                 let reduction = mapping::reduction(p, g.g, g.ic, g.kh);
-                let v = (reduction, mapping::window_cycles(p, reduction), mapping::weight_reads_per_pixel(p, g.g, g.oc, g.ic, g.kh));
+                let v = ComputeTerms {
+                    reduction,
+                    chunks: mapping::window_cycles(p, reduction),
+                    wbuf_reads: mapping::weight_reads_per_pixel(p, g.g, g.oc, g.ic, g.kh),
+                    colgroups: g.out_channels().div_ceil(p.m),
+                    ibuf_reads: reduction.div_ceil(p.lanes()) * p.steps(),
+                };
                 self.compute_cache = Some((key, v));
                 v
             }
         }
     }
+}
+
+/// Per-pixel compute terms of a tile.
+#[derive(Clone, Copy, Debug)]
+struct ComputeTerms {
+    /// Reduction elements of one window.
+    reduction: u64,
+    /// Chunks (cycles) of one window.
+    chunks: u64,
+    /// WBUF words read per pixel (all column groups).
+    wbuf_reads: u64,
+    /// Column groups (windows per pixel).
+    colgroups: u64,
+    /// IBUF words read per window.
+    ibuf_reads: u64,
 }
 
 impl Iterator for Schedule<'_> {
@@ -460,25 +481,25 @@ impl TileSource for Schedule<'_> {
             let kind = if g.r + 1 == n_r { TransferKind::Outputs } else { TransferKind::PsumStore };
             self.outputs(&g, kind)
         });
-        let (reduction, t_chunks, wreads) = self.compute_terms(&g);
-        let colgroups = g.out_channels().div_ceil(p.m);
+        let ct = self.compute_terms(&g);
+        let colgroups = ct.colgroups;
         let pixels = g.pixels();
         let accumulate = g.r > 0;
         let results = pixels * g.out_channels();
         *out = TileStep {
             geom: g,
-            reduction,
+            reduction: ct.reduction,
             colgroups,
-            t: t_chunks,
-            busy: pixels * colgroups * t_chunks,
+            t: ct.chunks,
+            busy: pixels * colgroups * ct.chunks,
             last_cols: g.out_channels() - (colgroups - 1) * p.m,
             loads,
             store,
             new_out,
             accumulate,
             halves: self.halves,
-            ibuf_reads: pixels * colgroups * reduction.div_ceil(p.lanes()) * p.steps(),
-            wbuf_reads: pixels * wreads,
+            ibuf_reads: pixels * colgroups * ct.ibuf_reads,
+            wbuf_reads: pixels * ct.wbuf_reads,
             obuf_reads: if accumulate { results } else { 0 },
             obuf_writes: results,
         };
