@@ -386,26 +386,43 @@ pub fn build_lut(spec: &BuildSpec, out: &Path, progress: &(dyn Fn(usize, usize) 
     let total = keys.len();
     progress(resumed, total);
     let state = Mutex::new((done, Instant::now()));
-    let flush = |entries: &BTreeMap<LayerKey, Entry>| Lut { header: header.clone(), entries: entries.clone() }.save(&partial);
+    // The partial file is written outside the entries' lock (from a snapshot), by one worker at a time.
+    let flushing = Mutex::new(());
+    let flush = |entries: BTreeMap<LayerKey, Entry>| match flushing.try_lock() {
+        Ok(_writing) => Lut { header: header.clone(), entries }.save(&partial),
+        Err(_) => Ok(()),
+    };
     // Layers of one shape (differing in bits and output precision) are simulated together, in
     // order: the model may start each variant's search from the previous one's result.
     let mut groups: BTreeMap<LayerKey, Vec<LayerKey>> = BTreeMap::new();
     for k in &todo {
         groups.entry(LayerKey { out_bits: 0, w_bits: 0, a_bits: 0, ..*k }).or_default().push(*k);
     }
-    let groups: Vec<Vec<LayerKey>> = groups.into_values().collect();
+    let mut groups: Vec<Vec<LayerKey>> = groups.into_values().collect();
+    // Largest work first, so that no long search starts last on an otherwise idle machine: the
+    // search grows with the output pixels and the variants (the entries stay keyed, in order).
+    groups.sort_by_cached_key(|g| {
+        let l = g[0].layer(spec.batch);
+        std::cmp::Reverse(l.out_h() as u64 * l.out_w() as u64 * g.len() as u64)
+    });
     groups.par_iter().try_for_each(|g| -> Result<(), LutError> {
         let variants: Vec<(Layer, u32)> = g.iter().map(|k| (k.layer(spec.batch), k.out_bits)).collect();
         let stats = model.simulate_layer_variants(&variants).map_err(|e| err(format!("{}: {e}", g[0].apq_key())))?;
-        let mut st = state.lock().map_err(|_| err("a LUT worker panicked"))?;
-        for (k, s) in g.iter().zip(stats) {
-            let entry = Entry { key: *k, cycles: s.cycles.0, latency_ms: s.latency_ms, energy_mj: s.energy.map(|e| e.total().to_mj()) };
-            st.0.insert(*k, entry);
-        }
-        progress(st.0.len(), total);
-        if st.1.elapsed() > Duration::from_secs(2) {
-            flush(&st.0)?;
-            st.1 = Instant::now();
+        let snapshot = {
+            let mut st = state.lock().map_err(|_| err("a LUT worker panicked"))?;
+            for (k, s) in g.iter().zip(stats) {
+                let entry = Entry { key: *k, cycles: s.cycles.0, latency_ms: s.latency_ms, energy_mj: s.energy.map(|e| e.total().to_mj()) };
+                st.0.insert(*k, entry);
+            }
+            progress(st.0.len(), total);
+            let due = st.1.elapsed() > Duration::from_secs(2);
+            if due {
+                st.1 = Instant::now();
+            }
+            due.then(|| st.0.clone())
+        };
+        if let Some(entries) = snapshot {
+            flush(entries)?;
         }
         Ok(())
     })?;

@@ -1294,7 +1294,7 @@ impl CycleModel {
             counters: e.counters,
             energy: e.energy,
             macs: layer.macs(),
-            mapping: format!("{} ({} tiles; {} mappings of {} tilings reached evaluated)", m.describe(), e.tiles, evaluated, n_cands),
+            mapping: format!("{} ({} tiles; {} tilings bounded, {} mappings evaluated exactly)", m.describe(), e.tiles, n_cands, evaluated),
             utilization: layer.macs() as f64 / (e.cycles as f64 * peak),
             stalls: Some(e.stalls),
         };
