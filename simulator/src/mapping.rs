@@ -396,10 +396,7 @@ impl Family {
         let cols = input_span(0, 1, 0, p.k, p.stride, p.pad, p.in_w).1;
         let first_a = rows * cols * g * self.ic * p.a_bits;
         let array = 3 * p.dram.latency_cycles + first_w.div_ceil(bw) + first_a.div_ceil(bw) + busy_total(p, &m, &c) + p.n + 1;
-        let input_tiles = c.r() * if p.groups > 1 { c.gb } else { 1 };
-        let latencies = (c.o() * c.r() + input_tiles + c.o()) * p.dram.latency_cycles;
-        let bits = p.out_c * p.cig * p.k * p.k * p.w_bits + p.touched_input_bits + p.batch * p.out_h * p.out_w * p.out_c * p.out_bits;
-        array.max(latencies + bits.div_ceil(bw))
+        array.max(dma_floor(p, distinct_tiles(p, &c, 1)))
     }
 }
 
@@ -480,6 +477,21 @@ pub fn lower_bound_cycles(p: &Problem, m: &Mapping) -> u64 {
     lower_bound_cycles_with(p, m, &BaseBound::of(p, m))
 }
 
+/// Distinct weight, input and output tiles of a tiling with `spatial` batch-and-pixel tiles (inputs
+/// of a grouped layer also differ per group block).
+pub fn distinct_tiles(p: &Problem, c: &Counts, spatial: u64) -> u64 {
+    let input_tiles = spatial * c.r() * if p.groups > 1 { c.gb } else { 1 };
+    c.o() * c.r() + input_tiles + spatial * c.o()
+}
+
+/// The DMA path's floor when each of `tiles` transfers pays the channel's latency and the weights,
+/// the touched inputs and the outputs each cross the bus once, at one beat per bus width: no loop
+/// order loads an operand less than once.
+pub fn dma_floor(p: &Problem, tiles: u64) -> u64 {
+    let bits = p.out_c * p.cig * p.k * p.k * p.w_bits + p.touched_input_bits + p.batch * p.out_h * p.out_w * p.out_c * p.out_bits;
+    tiles * p.dram.latency_cycles + bits.div_ceil(p.dram.bits_per_cycle)
+}
+
 /// The order-independent part of a tiling's bound: computed once for all its loop orders.
 #[derive(Clone, Copy, Debug)]
 pub struct BaseBound {
@@ -491,11 +503,8 @@ pub struct BaseBound {
     pub array: u64,
     /// Elements of the last output tile (its store closes the array path).
     pub last_out_elements: u64,
-    /// The DMA path's floor with each operand loaded once: one latency per distinct weight, input
-    /// and output tile, and the weight and touched input bits at one beat per bus width (the output
-    /// bits are added per output precision by [`BaseBound::dma_floor`]).
-    pub dma_latencies: u64,
-    pub dma_operand_bits: u64,
+    /// Distinct weight, input and output tiles ([`distinct_tiles`]): each is at least one transfer.
+    pub distinct_tiles: u64,
 }
 
 impl BaseBound {
@@ -510,16 +519,13 @@ impl BaseBound {
         let edge = |x: u64, size: u64| x - size * (x.div_ceil(size) - 1);
         let last_out_elements = edge(p.batch, m.b) * edge(p.out_h, m.oh) * edge(p.out_w, m.ow) * edge(p.cog, m.oc) * edge(p.groups, m.groups_per_pass);
         let head = 3 * p.dram.latency_cycles + first_w.div_ceil(bw) + first_a.div_ceil(bw) + busy + p.n + 1;
-        let input_tiles = counts.p() * counts.r() * if p.groups > 1 { counts.gb } else { 1 };
-        let dma_latencies = (counts.o() * counts.r() + input_tiles + counts.p() * counts.o()) * p.dram.latency_cycles;
-        let dma_operand_bits = p.out_c * p.cig * p.k * p.k * p.w_bits + p.touched_input_bits;
-        BaseBound { counts, busy, array: head + (last_out_elements * p.out_bits).div_ceil(bw), last_out_elements, dma_latencies, dma_operand_bits }
+        let distinct_tiles = distinct_tiles(p, &counts, counts.p());
+        BaseBound { counts, busy, array: head + (last_out_elements * p.out_bits).div_ceil(bw), last_out_elements, distinct_tiles }
     }
 
-    /// A floor on the DMA's cycles under any loop order (see `dma_latencies`).
+    /// A floor on the DMA's cycles under any loop order ([`dma_floor`]).
     pub fn dma_floor(&self, p: &Problem) -> u64 {
-        let out_bits = p.batch * p.out_h * p.out_w * p.out_c * p.out_bits;
-        self.dma_latencies + (self.dma_operand_bits + out_bits).div_ceil(p.dram.bits_per_cycle)
+        dma_floor(p, self.distinct_tiles)
     }
 
     /// The same tiling's bound for a problem that differs only in its output bits.
