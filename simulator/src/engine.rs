@@ -34,6 +34,7 @@ use crate::array::drain_cycles;
 use crate::brick::LanePlan;
 use crate::config::HwConfig;
 use crate::energy::ChipFigures;
+use crate::flow::FlowSums;
 use crate::layer::{Layer, LayerKind};
 use crate::mapping::{self, Counts, Loop, Mapping, Objective, PSUM_BITS, Problem, Score};
 use crate::memory::{DramChannel, Segments, box_segments};
@@ -236,7 +237,7 @@ impl Idx {
     }
 }
 
-fn clip(total: u64, size: u64, i: u64) -> (u64, u64) {
+pub(crate) fn clip(total: u64, size: u64, i: u64) -> (u64, u64) {
     let start = i * size;
     (start, size.min(total - start))
 }
@@ -269,19 +270,19 @@ fn transfer(p: &Problem, kind: TransferKind, seg: Segments, elements: u64, lane_
 }
 
 /// Input tile of (batch, input rows, input columns, channels).
-fn input_transfer(p: &Problem, (b, rows, cols, chans): (u64, u64, u64, u64)) -> Transfer {
+pub(crate) fn input_transfer(p: &Problem, (b, rows, cols, chans): (u64, u64, u64, u64)) -> Transfer {
     let seg = box_segments(&[p.batch, p.in_h, p.in_w, p.in_c], &[b, rows, cols, chans], p.a_bits);
     transfer(p, TransferKind::Inputs, seg, b * rows * cols * chans, p.plan.a_lane as u64, p.word_bits)
 }
 
 /// Weight tile of (output channels, kernel rows, input channels).
-fn weight_transfer(p: &Problem, (ocs, kh, ic): (u64, u64, u64)) -> Transfer {
+pub(crate) fn weight_transfer(p: &Problem, (ocs, kh, ic): (u64, u64, u64)) -> Transfer {
     let seg = box_segments(&[p.out_c, p.k, p.k, p.cig], &[ocs, kh, p.k, ic], p.w_bits);
     transfer(p, TransferKind::Weights, seg, ocs * kh * p.k * ic, p.plan.w_lane as u64, p.word_bits)
 }
 
 /// Output tile of (batch, rows, columns, output channels).
-fn output_transfer(p: &Problem, (b, oh, ow, ocs): (u64, u64, u64, u64), kind: TransferKind) -> Transfer {
+pub(crate) fn output_transfer(p: &Problem, (b, oh, ow, ocs): (u64, u64, u64, u64), kind: TransferKind) -> Transfer {
     let bits = if kind == TransferKind::Outputs { p.out_bits } else { PSUM_BITS };
     let seg = box_segments(&[p.batch, p.out_h, p.out_w, p.out_c], &[b, oh, ow, ocs], bits);
     transfer(p, kind, seg, b * oh * ow * ocs, PSUM_BITS, PSUM_BITS)
@@ -297,11 +298,36 @@ pub struct Schedule<'a> {
     halves: [u8; 3],
     prev: Option<Idx>,
     cur: Idx,
-    /// One-entry caches of the per-tile terms (consecutive tiles mostly share them).
-    compute_cache: Option<((u64, u64, u64, u64), ComputeTerms)>,
-    input_cache: Option<((u64, u64, u64, u64), Transfer)>,
-    weight_cache: Option<((u64, u64, u64), Transfer)>,
-    output_cache: [Option<((u64, u64, u64, u64), Transfer)>; 3],
+    /// Caches of the per-tile terms (tiles fall into a few edge classes, so a few entries hold them).
+    compute_cache: Memo<(u64, u64, u64, u64), ComputeTerms>,
+    input_cache: Memo<(u64, u64, u64, u64), Transfer>,
+    weight_cache: Memo<(u64, u64, u64), Transfer>,
+    output_cache: [Memo<(u64, u64, u64, u64), Transfer>; 3],
+}
+
+/// A small memo of recent (key, value) pairs, replaced round-robin: enough for the few edge classes a
+/// schedule's tiles fall into (interior tiles, and the clipped ones at either end of each axis).
+pub(crate) struct Memo<K, V> {
+    entries: [Option<(K, V)>; MEMO_ENTRIES],
+    next: usize,
+}
+
+const MEMO_ENTRIES: usize = 8;
+
+impl<K: PartialEq + Copy, V: Copy> Memo<K, V> {
+    pub(crate) fn new() -> Self {
+        Memo { entries: [None; MEMO_ENTRIES], next: 0 }
+    }
+
+    pub(crate) fn get_or(&mut self, key: K, make: impl FnOnce() -> V) -> V {
+        if let Some((_, v)) = self.entries.iter().flatten().find(|(k, _)| *k == key) {
+            return *v;
+        }
+        let v = make();
+        self.entries[self.next] = Some((key, v));
+        self.next = (self.next + 1) % MEMO_ENTRIES;
+        v
+    }
 }
 
 /// The tile schedule of a mapping (an iterator; `collect` it to keep it).
@@ -317,10 +343,10 @@ pub fn schedule<'a>(p: &'a Problem, m: &'a Mapping) -> Schedule<'a> {
         halves: [1, 1, 1],
         prev: None,
         cur,
-        compute_cache: None,
-        input_cache: None,
-        weight_cache: None,
-        output_cache: [None; 3],
+        compute_cache: Memo::new(),
+        input_cache: Memo::new(),
+        weight_cache: Memo::new(),
+        output_cache: [Memo::new(), Memo::new(), Memo::new()],
     }
 }
 
@@ -341,26 +367,13 @@ impl Schedule<'_> {
         let (_, rows) = mapping::input_span(g.y0, g.oh, g.ky0, g.kh, p.stride, p.pad, p.in_h);
         let (_, cols) = mapping::input_span(g.x0, g.ow, 0, p.k, p.stride, p.pad, p.in_w);
         let key = (g.b, rows, cols, g.g * g.ic);
-        match self.input_cache {
-            Some((k, x)) if k == key => x,
-            _ => {
-                let x = input_transfer(p, key);
-                self.input_cache = Some((key, x));
-                x
-            }
-        }
+        self.input_cache.get_or(key, || input_transfer(p, key))
     }
 
     fn weights(&mut self, g: &TileGeom) -> Transfer {
         let key = (g.out_channels(), g.kh, g.ic);
-        match self.weight_cache {
-            Some((k, x)) if k == key => x,
-            _ => {
-                let x = weight_transfer(self.p, key);
-                self.weight_cache = Some((key, x));
-                x
-            }
-        }
+        let p = self.p;
+        self.weight_cache.get_or(key, || weight_transfer(p, key))
     }
 
     fn outputs(&mut self, g: &TileGeom, kind: TransferKind) -> Transfer {
@@ -370,35 +383,24 @@ impl Schedule<'_> {
             _ => 2,
         };
         let key = (g.b, g.oh, g.ow, g.out_channels());
-        match self.output_cache[slot] {
-            Some((k, x)) if k == key => x,
-            _ => {
-                let x = output_transfer(self.p, key, kind);
-                self.output_cache[slot] = Some((key, x));
-                x
-            }
-        }
+        let p = self.p;
+        self.output_cache[slot].get_or(key, || output_transfer(p, key, kind))
     }
 
     /// A tile's per-pixel compute terms (they depend on its channel and kernel extents only).
     fn compute_terms(&mut self, g: &TileGeom) -> ComputeTerms {
         let key = (g.g, g.oc, g.ic, g.kh);
-        match self.compute_cache {
-            Some((k, v)) if k == key => v,
-            _ => {
-                let p = self.p;
-                let reduction = mapping::reduction(p, g.g, g.ic, g.kh);
-                let v = ComputeTerms {
-                    reduction,
-                    chunks: mapping::window_cycles(p, reduction),
-                    wbuf_reads: mapping::weight_reads_per_pixel(p, g.g, g.oc, g.ic, g.kh),
-                    colgroups: g.out_channels().div_ceil(p.m),
-                    ibuf_reads: reduction.div_ceil(p.lanes()) * p.steps(),
-                };
-                self.compute_cache = Some((key, v));
-                v
+        let p = self.p;
+        self.compute_cache.get_or(key, || {
+            let reduction = mapping::reduction(p, g.g, g.ic, g.kh);
+            ComputeTerms {
+                reduction,
+                chunks: mapping::window_cycles(p, reduction),
+                wbuf_reads: mapping::weight_reads_per_pixel(p, g.g, g.oc, g.ic, g.kh),
+                colgroups: g.out_channels().div_ceil(p.m),
+                ibuf_reads: reduction.div_ceil(p.lanes()) * p.steps(),
             }
-        }
+        })
     }
 }
 
@@ -732,18 +734,22 @@ pub struct DmaSums {
 
 /// (extent, how many tiles) of a tiled dimension: at most two classes (full tiles and the edge).
 #[derive(Clone, Copy, Debug)]
-struct Classes {
+pub(crate) struct Classes {
     items: [(u64, u64); 2],
     len: usize,
 }
 
 impl Classes {
-    fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.items[..self.len].iter().copied()
+    }
+    /// One tile of extent `extent`.
+    pub(crate) fn one(extent: u64) -> Classes {
+        Classes { items: [(extent, 1), (0, 0)], len: 1 }
     }
 }
 
-fn extents(x: u64, size: u64, count: u64) -> Classes {
+pub(crate) fn extents(x: u64, size: u64, count: u64) -> Classes {
     let mut c = Classes { items: [(0, 0); 2], len: 0 };
     for (n, s) in mapping::edge_classes(x, size, count) {
         c.items[c.len] = (s, n);
@@ -755,14 +761,14 @@ fn extents(x: u64, size: u64, count: u64) -> Classes {
 /// Counts of equal values, as (value, count) pairs: inline for the few classes tiles fall into
 /// (no allocation on the search's hot path), spilling to the heap beyond that.
 #[derive(Clone, Debug, Default)]
-struct Histogram {
+pub(crate) struct Histogram {
     inline: [(u64, u64); 8],
     len: usize,
     spill: Vec<(u64, u64)>,
 }
 
 impl Histogram {
-    fn add(&mut self, value: u64, count: u64) {
+    pub(crate) fn add(&mut self, value: u64, count: u64) {
         if let Some(e) = self.inline[..self.len].iter_mut().chain(self.spill.iter_mut()).find(|(v, _)| *v == value) {
             e.1 += count;
         } else if self.len < self.inline.len() {
@@ -772,7 +778,7 @@ impl Histogram {
             self.spill.push((value, count));
         }
     }
-    fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.inline[..self.len].iter().chain(&self.spill).copied()
     }
 }
@@ -853,7 +859,7 @@ fn output_sum(p: &Problem, m: &Mapping, c: &Counts, bits: u64) -> u64 {
 /// tile size, tiles), `taps` the kernel taps (first, count) the tiles use. Tiles away from the
 /// borders all read the unclipped span, so only the clipped ones at either end (a prefix and a
 /// suffix: the span's ends grow with the tile index) are computed one by one.
-fn add_spans(h: &mut Histogram, (out, size, count): (u64, u64, u64), (t0, taps): (u64, u64), stride: u64, pad: u64, extent: u64) {
+pub(crate) fn add_spans(h: &mut Histogram, (out, size, count): (u64, u64, u64), (t0, taps): (u64, u64), stride: u64, pad: u64, extent: u64) {
     let clipped = |i: u64| {
         let (o0, len) = clip(out, size, i);
         let lo = (o0 * stride + t0) as i64 - pad as i64;
@@ -922,12 +928,14 @@ pub struct SharedSearch {
     groups: Vec<(usize, usize)>,
     bases: Vec<mapping::BaseBound>,
     sums: Vec<Option<DmaSums>>,
+    /// Per group: its flow-bound class sums, once a mapping of it is evaluated under a cutoff.
+    flows: Vec<Option<Box<FlowSums>>>,
 }
 
 impl SharedSearch {
     fn new(p: &Problem) -> SharedSearch {
         let families = mapping::families(p);
-        SharedSearch { problem: *p, expanded: vec![None; families.len()], families, cands: Vec::new(), groups: Vec::new(), bases: Vec::new(), sums: Vec::new() }
+        SharedSearch { problem: *p, expanded: vec![None; families.len()], families, cands: Vec::new(), groups: Vec::new(), bases: Vec::new(), sums: Vec::new(), flows: Vec::new() }
     }
 
     /// The groups of family `f`, generating its candidates the first time.
@@ -942,6 +950,7 @@ impl SharedSearch {
             self.groups.push((first + s, first + e));
             self.bases.push(mapping::BaseBound::of(&self.problem, &self.cands[first + s]));
             self.sums.push(None);
+            self.flows.push(None);
         }
         let r = (g0, self.groups.len());
         self.expanded[f] = Some(r);
@@ -950,13 +959,17 @@ impl SharedSearch {
 }
 
 /// The search tree of one problem: families, then tilings (groups of loop orders, first at their
-/// tiling bound, then refined by their DMA work), then mappings.
+/// tiling bound, then refined by their DMA work), then mappings (first at their own bound, then
+/// refined by the flow bound, then evaluated).
 #[derive(Clone, Copy, Debug)]
 enum Node {
     Family(usize),
     Group(usize),
     Refined(usize),
+    /// Candidate `.0` of group `.1`, at its mapping bound.
     Mapping(usize, usize),
+    /// The same at its flow bound: a leaf.
+    Flowed(usize, usize),
 }
 
 /// One mapping search over a [`SharedSearch`].
@@ -989,6 +1002,15 @@ impl Searcher<'_> {
     }
 }
 
+impl Searcher<'_> {
+    /// A group's flow-bound class sums (made the first time) and its tile counts.
+    fn flow(&mut self, g: usize) -> (&mut FlowSums, Counts) {
+        let (base, sums) = self.group(g);
+        let p = self.p;
+        (self.shared.flows[g].get_or_insert_with(|| Box::new(FlowSums::seeded(p, &base, &sums))), base.counts)
+    }
+}
+
 impl mapping::SearchTree for Searcher<'_> {
     type Node = Node;
 
@@ -1016,25 +1038,35 @@ impl mapping::SearchTree for Searcher<'_> {
                 let (s, e) = self.shared.groups[g];
                 for i in s..e {
                     let m = self.shared.cands[i];
-                    out.push((model.lower_bound(p, &m, &base, &sums), mapping::Branch::Leaf(Node::Mapping(i, g))));
+                    out.push((model.lower_bound(p, &m, &base, &sums), mapping::Branch::Inner(Node::Mapping(i, g))));
                 }
             }
-            Node::Mapping(..) => unreachable!("mappings are leaves"),
+            Node::Mapping(i, g) => {
+                // Keys order lexicographically, so the larger of two lower bounds is one too.
+                let m = self.shared.cands[i];
+                let (flow, counts) = self.flow(g);
+                let refined = model.key_bound(p, flow.bound(p, &m, &counts));
+                let key = if refined > bound { refined } else { bound };
+                out.push((key, mapping::Branch::Leaf(Node::Flowed(i, g))));
+            }
+            Node::Flowed(..) => unreachable!("evaluated mappings are leaves"),
         }
     }
 
     fn exact(&mut self, leaf: Node, best: Option<Score>) -> Option<Score> {
-        let Node::Mapping(i, g) = leaf else { unreachable!("only mappings are leaves") };
+        let Node::Flowed(i, g) = leaf else { unreachable!("only flowed mappings are leaves") };
         let (model, p) = (self.model, self.p);
         let m = self.shared.cands[i];
-        // Under the cycles objective a mapping slower than the best so far cannot win: first a
-        // tighter bound (the first tile's loads and the last store exactly), then the timeline,
-        // given up as soon as it is provably slower (streaming or DMA).
+        // Under the cycles objective a mapping slower than the best so far cannot win. Its flow bound
+        // (its key here) is no more than the best's cycles, or the search would have stopped; first
+        // the fine flow bound (per edge class), then the timeline, given up as soon as it is
+        // provably slower (streaming or DMA).
         let cutoff = best.filter(|_| model.objective == Objective::Cycles).map(|b| b.cycles);
-        if let Some(limit) = cutoff
-            && edge_bound(p, &m) > limit
-        {
-            return None;
+        if let Some(limit) = cutoff {
+            let (flow, counts) = self.flow(g);
+            if flow.fine_bound(p, &m, &counts) > limit {
+                return None;
+            }
         }
         let (base, sums) = self.group(g);
         let e = model.evaluate_until(p, &m, cutoff, dma_cycles(p, &m, &base.counts, &sums))?;
@@ -1245,7 +1277,7 @@ impl CycleModel {
         let (found, evaluated) = mapping::branch_and_bound(&mut tree, self.objective, initial_score, roots);
         let tilings = tree.sums.iter().filter(|s| s.is_some()).count();
         let (m, e) = match found {
-            Some((Node::Mapping(i, _), _)) => {
+            Some((Node::Flowed(i, _), _)) => {
                 let m = tree.shared.cands[i];
                 match tree.best_eval.take() {
                     Some((bm, e)) if bm == m => (m, e),
@@ -1472,6 +1504,12 @@ mod tests {
                 assert!(fb <= base.array.max(floor), "{}: {} family bound {fb} > tiling bound", l.name, c.describe());
                 let eb = edge_bound(&p, c);
                 assert!(eb <= e.cycles, "{}: {} edge bound {eb} > exact {}", l.name, c.describe(), e.cycles);
+                let mut flow = FlowSums::seeded(&p, &base, &dma_sums(&p, c, &counts));
+                let coarse = flow.bound(&p, c, &counts);
+                let fine = flow.fine_bound(&p, c, &counts);
+                for (what, b) in [("flow", coarse), ("fine flow", fine)] {
+                    assert!(eb <= b && b <= e.cycles, "{}: {} {what} bound {b} outside [edge bound {eb}, exact {}]", l.name, c.describe(), e.cycles);
+                }
                 let (e_lb, _) = energy_model.lower_bound(&p, c, &mapping::BaseBound::of(&p, c), &dma_sums(&p, c, &counts));
                 let exact_e = e.energy.unwrap().total().get();
                 assert!(e_lb <= exact_e * (1.0 + 1e-12), "{}: {} energy bound {e_lb} > exact {exact_e}", l.name, c.describe());
@@ -1532,6 +1570,33 @@ mod tests {
                     fewer.a_bits = fa;
                     prop_assert!(cycles(&small, &fewer) <= c0, "fewer bits {fw}/{fa} vs {w}/{a}");
                 }
+            }
+        }
+
+        /// Both flow bounds lie between the edge bound and the exact cycles, on every loop order of
+        /// random tilings of random layers and arrays (the search drops mappings on them).
+        #[test]
+        fn flow_bounds_are_lower_bounds(
+            l in small_layer(), rows in prop::sample::select(vec![4u32, 8, 16]), cols in prop::sample::select(vec![4u32, 8, 32]),
+            bw in prop::sample::select(vec![32u32, 64, 192]), pick in 0usize..1000,
+        ) {
+            let model = CycleModel::new(&hw(&[format!("array.rows={rows}"), format!("array.cols={cols}"), format!("memory.dram_bits_per_cycle={bw}")]), Objective::Cycles);
+            let Ok(p) = model.problem(&l) else { return Ok(()) };
+            let cands = mapping::candidates(&p);
+            prop_assume!(!cands.is_empty());
+            let first = pick % cands.len();
+            // One tiling, all its loop orders, sharing one set of class sums as the search does.
+            let tiling = |m: &Mapping| Mapping { order: mapping::ORDERS[0], ..*m };
+            let base = mapping::BaseBound::of(&p, &cands[first]);
+            let counts = base.counts;
+            let mut flow = FlowSums::seeded(&p, &base, &dma_sums(&p, &cands[first], &counts));
+            for c in cands.iter().filter(|m| tiling(m) == tiling(&cands[first])) {
+                let Some(e) = model.evaluate(&p, c) else { continue };
+                let eb = edge_bound(&p, c);
+                let coarse = flow.bound(&p, c, &counts);
+                let fine = flow.fine_bound(&p, c, &counts);
+                prop_assert!(eb <= coarse && coarse <= e.cycles, "{}: flow {coarse} vs edge {eb}, exact {}", c.describe(), e.cycles);
+                prop_assert!(eb <= fine && fine <= e.cycles, "{}: fine flow {fine} vs edge {eb}, exact {}", c.describe(), e.cycles);
             }
         }
 

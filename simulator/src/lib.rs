@@ -11,6 +11,7 @@ pub mod config;
 pub mod detailed;
 pub mod energy;
 pub mod engine;
+pub mod flow;
 pub mod layer;
 pub mod mapping;
 pub mod memory;

@@ -627,6 +627,7 @@ pub trait SearchTree {
 }
 
 /// A queue entry: bound, then the order of pushing (a total order, so the search is deterministic).
+#[derive(Clone, Copy)]
 struct Queued<N>((f64, f64), u64, Branch<N>);
 
 impl<N> PartialEq for Queued<N> {
@@ -647,6 +648,26 @@ impl<N> Ord for Queued<N> {
     }
 }
 
+/// A run's head in the queue: the entry, then the range of its run still waiting.
+struct RunHead<N>(Queued<N>, usize, usize);
+
+impl<N> PartialEq for RunHead<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl<N> Eq for RunHead<N> {}
+impl<N> PartialOrd for RunHead<N> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<N> Ord for RunHead<N> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
 /// Best-first branch and bound: take the node of lowest bound, expand it or evaluate it exactly,
 /// and stop when no remaining bound can beat the best (starting from `initial`, the score of an
 /// already evaluated mapping, if given). Returns the best leaf (None when nothing beat `initial`),
@@ -660,16 +681,29 @@ pub fn branch_and_bound<T: SearchTree>(
     let mut best: Option<(Option<T::Node>, Score, (f64, f64))> = initial.map(|s| (None, s, objective.key(s.cycles as f64, s.energy_nj)));
     let limit = best.as_ref().map_or(f64::INFINITY, |(_, _, k)| k.0);
     let mut seq = 0u64;
-    let mut heap: std::collections::BinaryHeap<Queued<T::Node>> = roots
-        .into_iter()
-        .filter(|(b, _)| b.0 <= limit)
-        .map(|(b, n)| {
+    // Siblings wait in sorted runs and enter the heap one at a time, each when the one before it is
+    // taken: the heap stays small, and nodes come out in exactly the order a heap of every node
+    // would give (each run's head is its smallest).
+    let mut runs: Vec<Queued<T::Node>> = Vec::new();
+    let mut heap = std::collections::BinaryHeap::new();
+    let mut queue = |heap: &mut std::collections::BinaryHeap<RunHead<T::Node>>, runs: &mut Vec<Queued<T::Node>>, nodes: &mut dyn Iterator<Item = ((f64, f64), Branch<T::Node>)>, limit: f64| {
+        let start = runs.len();
+        runs.extend(nodes.filter(|(b, _)| b.0 <= limit).map(|(b, n)| {
             seq += 1;
             Queued(b, seq, n)
-        })
-        .collect();
+        }));
+        // Queued orders in reverse (for the max-heap): sort descending to put the smallest first.
+        runs[start..].sort_unstable_by(|a, b| b.cmp(a));
+        if start < runs.len() {
+            heap.push(RunHead(runs[start], start + 1, runs.len()));
+        }
+    };
+    queue(&mut heap, &mut runs, &mut roots.into_iter(), limit);
     let (mut evaluated, mut children) = (0, Vec::new());
-    while let Some(Queued(bound, _, node)) = heap.pop() {
+    while let Some(RunHead(Queued(bound, _, node), next, end)) = heap.pop() {
+        if next < end {
+            heap.push(RunHead(runs[next], next + 1, end));
+        }
         if let Some((_, _, key)) = &best {
             // Bounds only rise from here: stop once the primary bound exceeds the best primary value.
             if bound.0 > key.0 {
@@ -681,10 +715,7 @@ pub fn branch_and_bound<T: SearchTree>(
                 tree.expand(n, bound, &mut children);
                 let limit = best.as_ref().map_or(f64::INFINITY, |(_, _, k)| k.0);
                 // A child bounded above the best already would only be popped to stop the search.
-                for (b, c) in children.drain(..).filter(|(b, _)| b.0 <= limit) {
-                    seq += 1;
-                    heap.push(Queued(b, seq, c));
-                }
+                queue(&mut heap, &mut runs, &mut children.drain(..), limit);
             }
             Branch::Leaf(n) => {
                 evaluated += 1;
