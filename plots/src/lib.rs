@@ -106,7 +106,8 @@ fn heat(t: f64) -> RGBColor {
     RGBColor((a.0 + f * (b.0 - a.0)) as u8, (a.1 + f * (b.1 - a.1)) as u8, (a.2 + f * (b.2 - a.2)) as u8)
 }
 
-const SERIES: [RGBColor; 8] = [
+/// Series colours: matplotlib's "tab10" palette (Tableau 10).
+const SERIES: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -115,6 +116,8 @@ const SERIES: [RGBColor; 8] = [
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
     RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
 
 /// A heatmap of `values[y][x]` with the cell values written in.

@@ -37,37 +37,54 @@ fn draw_fronts<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, f: &Fronts) ->
     chart.configure_mesh().x_desc(f.x_desc).y_desc("top-1 accuracy (%)").label_style(("sans-serif", 14)).draw().map_err(|e| e.to_string())?;
     let methods: BTreeSet<&str> = f.points.iter().map(|p| p.method.as_str()).collect();
     for (i, m) in methods.iter().enumerate() {
-        let colour = SERIES[i % SERIES.len()];
+        let style = method_style(i);
+        let colour = style.colour;
         let mut pts: Vec<(f64, f64)> = f.points.iter().filter(|p| p.method == *m).map(|p| ((f.x)(p), p.predicted * 100.0)).collect();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         if pts.len() > 1 {
             chart.draw_series(LineSeries::new(front_2d(&pts), colour.mix(0.5).stroke_width(1))).map_err(|e| e.to_string())?;
         }
-        // Colours repeat after eight methods; the marker shape then tells them apart.
-        if i < SERIES.len() {
-            chart
-                .draw_series(pts.iter().map(|p| Circle::new(*p, 5, colour.filled())))
-                .map_err(|e| e.to_string())?
-                .label(format!("{m} (predicted)"))
-                .legend(move |(x, y)| Circle::new((x + 10, y), 5, colour.filled()));
-        } else {
-            chart
-                .draw_series(pts.iter().map(|p| Cross::new(*p, 6, colour.stroke_width(3))))
-                .map_err(|e| e.to_string())?
-                .label(format!("{m} (predicted)"))
-                .legend(move |(x, y)| Cross::new((x + 10, y), 6, colour.stroke_width(3)));
-        }
+        let predicted = move |p: (f64, f64)| -> DynElement<'static, DB, (f64, f64)> {
+            if style.second_round { Cross::new(p, 6, colour.stroke_width(3)).into_dyn() } else { Circle::new(p, 5, colour.filled()).into_dyn() }
+        };
+        let predicted_key = move |p: (i32, i32)| -> DynElement<'static, DB, (i32, i32)> {
+            if style.second_round { Cross::new(p, 6, colour.stroke_width(3)).into_dyn() } else { Circle::new(p, 5, colour.filled()).into_dyn() }
+        };
+        chart
+            .draw_series(pts.iter().map(|p| predicted(*p)))
+            .map_err(|e| e.to_string())?
+            .label(format!("{m} (predicted)"))
+            .legend(move |(x, y)| predicted_key((x + 10, y)));
         let measured: Vec<(f64, f64)> = f.points.iter().filter(|p| p.method == *m).filter_map(|p| p.measured.map(|a| ((f.x)(p), a * 100.0))).collect();
         if !measured.is_empty() {
+            let marker = move |p: (f64, f64)| -> DynElement<'static, DB, (f64, f64)> {
+                if style.second_round { Circle::new(p, 7, colour.stroke_width(2)).into_dyn() } else { TriangleMarker::new(p, 7, colour.stroke_width(2)).into_dyn() }
+            };
+            let marker_key = move |p: (i32, i32)| -> DynElement<'static, DB, (i32, i32)> {
+                if style.second_round { Circle::new(p, 7, colour.stroke_width(2)).into_dyn() } else { TriangleMarker::new(p, 7, colour.stroke_width(2)).into_dyn() }
+            };
             chart
-                .draw_series(measured.iter().map(|p| TriangleMarker::new(*p, 7, colour.stroke_width(2))))
+                .draw_series(measured.iter().map(|p| marker(*p)))
                 .map_err(|e| e.to_string())?
                 .label(format!("{m} (measured)"))
-                .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 7, colour.stroke_width(2)));
+                .legend(move |(x, y)| marker_key((x + 10, y)));
         }
     }
     draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 13)?;
     Ok(())
+}
+
+/// How the i-th method's points are drawn: a colour of the palette, and once the palette is used up,
+/// the same colours again with other markers (a cross for predicted points, a hollow circle for
+/// measured ones instead of a dot and a triangle), so that no two methods look alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct MethodStyle {
+    colour: RGBColor,
+    second_round: bool,
+}
+
+fn method_style(i: usize) -> MethodStyle {
+    MethodStyle { colour: SERIES[i % SERIES.len()], second_round: (i / SERIES.len()) % 2 == 1 }
 }
 
 /// Accuracy vs latency and accuracy vs energy, every method its own series.
@@ -197,4 +214,21 @@ pub fn plot_transfer(out: &Path, points: &[(usize, f64, f64)]) -> Result<Vec<Pat
     }
     std::fs::create_dir_all(out).map_err(|e| perr(format!("cannot create {}: {e}", out.display())))?;
     Ok(both!(&out.join("transfer"), (950, 650), draw_transfer, &Transfer { points }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped run has nine methods; with predicted and measured points each, no two of twenty
+    /// methods may share a colour and a marker.
+    #[test]
+    fn twenty_methods_look_different() {
+        let styles: Vec<MethodStyle> = (0..20).map(method_style).collect();
+        for i in 0..styles.len() {
+            for j in 0..i {
+                assert_ne!(styles[i], styles[j], "methods {i} and {j} are drawn alike");
+            }
+        }
+    }
 }
