@@ -935,7 +935,17 @@ pub struct SharedSearch {
 impl SharedSearch {
     fn new(p: &Problem) -> SharedSearch {
         let families = mapping::families(p);
-        SharedSearch { problem: *p, expanded: vec![None; families.len()], families, cands: Vec::new(), groups: Vec::new(), bases: Vec::new(), sums: Vec::new(), flows: Vec::new() }
+        // Room for a typical search (the vectors grow by whole families; under 64 KiB, so no mmap).
+        SharedSearch {
+            problem: *p,
+            expanded: vec![None; families.len()],
+            families,
+            cands: Vec::with_capacity(512),
+            groups: Vec::with_capacity(128),
+            bases: Vec::with_capacity(128),
+            sums: Vec::with_capacity(128),
+            flows: Vec::with_capacity(128),
+        }
     }
 
     /// The groups of family `f`, generating its candidates the first time.
@@ -1584,19 +1594,22 @@ mod tests {
             let Ok(p) = model.problem(&l) else { return Ok(()) };
             let cands = mapping::candidates(&p);
             prop_assume!(!cands.is_empty());
-            let first = pick % cands.len();
-            // One tiling, all its loop orders, sharing one set of class sums as the search does.
-            let tiling = |m: &Mapping| Mapping { order: mapping::ORDERS[0], ..*m };
-            let base = mapping::BaseBound::of(&p, &cands[first]);
-            let counts = base.counts;
-            let mut flow = FlowSums::seeded(&p, &base, &dma_sums(&p, &cands[first], &counts));
-            for c in cands.iter().filter(|m| tiling(m) == tiling(&cands[first])) {
-                let Some(e) = model.evaluate(&p, c) else { continue };
-                let eb = edge_bound(&p, c);
-                let coarse = flow.bound(&p, c, &counts);
-                let fine = flow.fine_bound(&p, c, &counts);
-                prop_assert!(eb <= coarse && coarse <= e.cycles, "{}: flow {coarse} vs edge {eb}, exact {}", c.describe(), e.cycles);
-                prop_assert!(eb <= fine && fine <= e.cycles, "{}: fine flow {fine} vs edge {eb}, exact {}", c.describe(), e.cycles);
+            // Five tilings spread over the candidates, each with all its loop orders, sharing one set
+            // of class sums as the search does.
+            for t in 0..5 {
+                let first = (pick + t * cands.len() / 5) % cands.len();
+                let tiling = |m: &Mapping| Mapping { order: mapping::ORDERS[0], ..*m };
+                let base = mapping::BaseBound::of(&p, &cands[first]);
+                let counts = base.counts;
+                let mut flow = FlowSums::seeded(&p, &base, &dma_sums(&p, &cands[first], &counts));
+                for c in cands.iter().filter(|m| tiling(m) == tiling(&cands[first])) {
+                    let Some(e) = model.evaluate(&p, c) else { continue };
+                    let eb = edge_bound(&p, c);
+                    let coarse = flow.bound(&p, c, &counts);
+                    let fine = flow.fine_bound(&p, c, &counts);
+                    prop_assert!(eb <= coarse && coarse <= e.cycles, "{}: flow {coarse} vs edge {eb}, exact {}", c.describe(), e.cycles);
+                    prop_assert!(eb <= fine && fine <= e.cycles, "{}: fine flow {fine} vs edge {eb}, exact {}", c.describe(), e.cycles);
+                }
             }
         }
 

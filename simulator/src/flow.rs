@@ -489,20 +489,24 @@ fn fine(p: &Problem, m: &Mapping, c: &Counts, sums: &mut FlowSums) -> u64 {
             mapping::input_span(o0, len, t0, taps, p.stride, p.pad, extent).1
         };
         // A transfer's cycles grow with its span, except that a span of the whole extent may merge
-        // into fewer, longer segments: the class's smallest transfer is at its smallest span, or at
-        // the whole extent if one of its tiles may span it.
+        // into fewer, longer segments: the class's cheapest transfer is at its smallest span, or at
+        // the whole extent if one of its tiles may span it (a probed one, or a middle tile whose
+        // unclipped span reaches it).
         let mut rows = u64::MAX;
         let mut rows_whole = false;
         let ki = axes[KI].span_probes(v[KI]);
         for kidx in ki[0]..=ki[1] {
             let (ky0, kh) = clip(p.k, m.kh, kidx);
             for y in axes[Y].span_probes(v[Y]) {
-                rows = rows.min(span(&axes[Y], y, ky0, kh, p.in_h));
+                let r = span(&axes[Y], y, ky0, kh, p.in_h);
+                rows = rows.min(r);
+                rows_whole |= r == p.in_h;
             }
             rows_whole |= v[Y] == Place::Middle && (m.oh - 1) * p.stride + kh >= p.in_h;
         }
-        let cols = axes[X].span_probes(v[X]).iter().map(|&x| span(&axes[X], x, 0, p.k, p.in_w)).min().unwrap_or(0);
-        let cols_whole = v[X] == Place::Middle && (m.ow - 1) * p.stride + p.k >= p.in_w;
+        let col_spans = axes[X].span_probes(v[X]).map(|x| span(&axes[X], x, 0, p.k, p.in_w));
+        let cols = col_spans[0].min(col_spans[1]);
+        let cols_whole = col_spans.contains(&p.in_w) || v[X] == Place::Middle && (m.ow - 1) * p.stride + p.k >= p.in_w;
         let chans = e(GB) * e(CI);
         let mut cheapest = u64::MAX;
         for r in [Some(rows), rows_whole.then_some(p.in_h)].into_iter().flatten() {
