@@ -544,13 +544,15 @@ pub struct RunTotals {
 /// last window's last active column (seen in cycle s + T + N + column) and, when the tile has
 /// several column groups, the last full-width window's last column.
 pub fn ready_cycle(p: &Problem, s: &TileStep, compute_end: u64) -> u64 {
-    let last = compute_end + p.n + s.last_cols;
-    if s.colgroups > 1 {
-        let last_full = compute_end - s.geom.pixels() * s.t + p.n + p.m;
-        last.max(last_full)
-    } else {
-        last
-    }
+    compute_end + ready_delay(p, s.colgroups, s.last_cols, s.geom.pixels() * s.t)
+}
+
+/// [`ready_cycle`] less the end of streaming, for a tile of `colgroups` column groups whose last has
+/// `last_cols` active columns and whose windows of one column group take `window` cycles in all (the
+/// last full-width window ends that long before the streaming does).
+pub fn ready_delay(p: &Problem, colgroups: u64, last_cols: u64, window: u64) -> u64 {
+    let last = p.n + last_cols;
+    if colgroups > 1 { last.max((p.n + p.m).saturating_sub(window)) } else { last }
 }
 
 /// The cycle a tile's chunks have all left the feeder (its buffer halves may be refilled).
@@ -636,7 +638,7 @@ pub fn timeline_until(p: &Problem, tiles: &mut impl TileSource, record: bool, cu
             }
         }
         let (a, b) = slots.split_at_mut(1);
-        let (cur, next_slot) = if t % 2 == 0 { (&a[0], &mut b[0]) } else { (&b[0], &mut a[0]) };
+        let (cur, next_slot) = if t.is_multiple_of(2) { (&a[0], &mut b[0]) } else { (&b[0], &mut a[0]) };
         let has_next = tiles.fill(next_slot);
         let next = has_next.then_some(&*next_slot);
         let end = start + cur.busy;
@@ -702,10 +704,14 @@ pub fn timeline_until(p: &Problem, tiles: &mut impl TileSource, record: bool, cu
     }
 }
 
+/// The last tile's geometry (every loop at its last tile, whatever the order).
+pub(crate) fn last_tile(p: &Problem, m: &Mapping, c: &Counts) -> TileGeom {
+    geom(p, m, c, &Idx::nth(c, &m.order, c.p() * c.o() * c.r() - 1))
+}
+
 /// Cycles of the store of the last tile's outputs (the last tile always completes its output tile).
-fn last_store_cycles(p: &Problem, m: &Mapping, c: &Counts) -> u64 {
-    let last = Idx::nth(c, &m.order, c.p() * c.o() * c.r() - 1);
-    let g = geom(p, m, c, &last);
+pub(crate) fn last_store_cycles(p: &Problem, m: &Mapping, c: &Counts) -> u64 {
+    let g = last_tile(p, m, c);
     output_transfer(p, (g.b, g.oh, g.ow, g.out_channels()), TransferKind::Outputs).cycles
 }
 
@@ -744,12 +750,12 @@ impl Classes {
         self.items[..self.len].iter().copied()
     }
     /// One tile of extent `extent`.
-    pub(crate) fn one(extent: u64) -> Classes {
+    fn one(extent: u64) -> Classes {
         Classes { items: [(extent, 1), (0, 0)], len: 1 }
     }
 }
 
-pub(crate) fn extents(x: u64, size: u64, count: u64) -> Classes {
+fn extents(x: u64, size: u64, count: u64) -> Classes {
     let mut c = Classes { items: [(0, 0); 2], len: 0 };
     for (n, s) in mapping::edge_classes(x, size, count) {
         c.items[c.len] = (s, n);
@@ -761,14 +767,14 @@ pub(crate) fn extents(x: u64, size: u64, count: u64) -> Classes {
 /// Counts of equal values, as (value, count) pairs: inline for the few classes tiles fall into
 /// (no allocation on the search's hot path), spilling to the heap beyond that.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Histogram {
+struct Histogram {
     inline: [(u64, u64); 8],
     len: usize,
     spill: Vec<(u64, u64)>,
 }
 
 impl Histogram {
-    pub(crate) fn add(&mut self, value: u64, count: u64) {
+    fn add(&mut self, value: u64, count: u64) {
         if let Some(e) = self.inline[..self.len].iter_mut().chain(self.spill.iter_mut()).find(|(v, _)| *v == value) {
             e.1 += count;
         } else if self.len < self.inline.len() {
@@ -778,76 +784,86 @@ impl Histogram {
             self.spill.push((value, count));
         }
     }
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+    fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.inline[..self.len].iter().chain(&self.spill).copied()
     }
 }
 
-/// [`DmaSums`] of a tiling: sums over the edge classes of its tiles (tiles at the borders read
-/// fewer halo rows and columns), not over its tiles.
-pub fn dma_sums(p: &Problem, m: &Mapping, c: &Counts) -> DmaSums {
-    let groups = extents(p.groups, m.groups_per_pass, c.gb);
-    let ocs = extents(p.cog, m.oc, c.oi);
-    let khs = extents(p.k, m.kh, c.ki);
-    let ics = extents(p.cig, m.ic, c.ci);
-    let bs = extents(p.batch, m.b, c.b);
-    let mut weights = 0;
-    for (g, gn) in groups.iter() {
-        for (oc, on) in ocs.iter() {
-            for (kh, kn) in khs.iter() {
-                for (ic, cn) in ics.iter() {
-                    weights += gn * on * kn * cn * weight_transfer(p, (g * oc, kh, ic)).cycles;
+/// Which tiles of each loop a class sum runs over: all of them, the first or the last (the flow
+/// bounds sum products of these, and others by inclusion-exclusion; the DMA sums run over all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sel {
+    All,
+    First,
+    Last,
+}
+
+/// The indices a selection picks along one tiled dimension of `count` tiles.
+fn indices(sel: Sel, count: u64) -> std::ops::Range<u64> {
+    match sel {
+        Sel::All => 0..count,
+        Sel::First => 0..1,
+        Sel::Last => count - 1..count,
+    }
+}
+
+/// (extent, tiles) classes of the selected tiles of one dimension.
+pub(crate) fn dim(total: u64, size: u64, count: u64, sel: Sel) -> Classes {
+    match sel {
+        Sel::All => extents(total, size, count),
+        Sel::First => Classes::one(clip(total, size, 0).1),
+        Sel::Last => Classes::one(clip(total, size, count - 1).1),
+    }
+}
+
+/// Input spans (rows or columns) of the selected tiles along one axis, for kernel taps (first, count).
+fn spans(h: &mut Histogram, (out, size, count): (u64, u64, u64), sel: Sel, taps: (u64, u64), p: &Problem, extent: u64) {
+    match sel {
+        Sel::All => add_spans(h, (out, size, count), taps, p.stride, p.pad, extent),
+        _ => {
+            let (o0, len) = clip(out, size, indices(sel, count).start);
+            h.add(mapping::input_span(o0, len, taps.0, taps.1, p.stride, p.pad, extent).1, 1);
+        }
+    }
+}
+
+/// Fold `f(acc, groups x output channels, kernel rows, input channels, tiles)` over the selected
+/// (O, R) tiles by edge class.
+pub(crate) fn fold_or(p: &Problem, m: &Mapping, c: &Counts, [so, sr]: [Sel; 2], f: impl Fn(u64, u64, u64, u64, u64, u64) -> u64) -> u64 {
+    let mut acc = 0;
+    for (g, gn) in dim(p.groups, m.groups_per_pass, c.gb, so).iter() {
+        for (oc, on) in dim(p.cog, m.oc, c.oi, so).iter() {
+            for (kh, kn) in dim(p.k, m.kh, c.ki, sr).iter() {
+                for (ic, cn) in dim(p.cig, m.ic, c.ci, sr).iter() {
+                    acc = f(acc, g, oc, kh, ic, gn * on * kn * cn);
                 }
             }
         }
     }
+    acc
+}
+
+/// Input transfer cycles over the selected (P, groups of O, R) tiles, for one output-channel tile.
+pub(crate) fn input_sum(p: &Problem, m: &Mapping, c: &Counts, [sp, so, sr]: [Sel; 3]) -> u64 {
     let mut rows = Histogram::default();
-    for ki in 0..c.ki {
+    for ki in indices(sr, c.ki) {
         let (ky0, kh) = clip(p.k, m.kh, ki);
-        add_spans(&mut rows, (p.out_h, m.oh, c.y), (ky0, kh), p.stride, p.pad, p.in_h);
+        spans(&mut rows, (p.out_h, m.oh, c.y), sp, (ky0, kh), p, p.in_h);
     }
     let mut cols = Histogram::default();
-    add_spans(&mut cols, (p.out_w, m.ow, c.x), (0, p.k), p.stride, p.pad, p.in_w);
-    // Input channels of a tile: its groups' channel blocks.
+    spans(&mut cols, (p.out_w, m.ow, c.x), sp, (0, p.k), p, p.in_w);
     let mut chans = Histogram::default();
-    for (g, gn) in groups.iter() {
-        for (ic, cn) in ics.iter() {
+    for (g, gn) in dim(p.groups, m.groups_per_pass, c.gb, so).iter() {
+        for (ic, cn) in dim(p.cig, m.ic, c.ci, sr).iter() {
             chans.add(g * ic, gn * cn);
         }
     }
-    let mut inputs = 0;
-    for (b, bn) in bs.iter() {
+    let mut sum = 0;
+    for (b, bn) in dim(p.batch, m.b, c.b, sp).iter() {
         for (r, rn) in rows.iter() {
             for (cl, cln) in cols.iter() {
                 for (ch, chn) in chans.iter() {
-                    inputs += bn * rn * cln * chn * input_transfer(p, (b, r, cl, ch)).cycles;
-                }
-            }
-        }
-    }
-    // A partial-sum store and its reload move the same tile at the same width.
-    let psum_round_trip = 2 * output_sum(p, m, c, PSUM_BITS);
-    DmaSums { weights, inputs, outputs: final_store_sum(p, m, c), psum_round_trip }
-}
-
-/// The final stores' part of [`DmaSums`] (the only part that depends on the output precision).
-pub fn final_store_sum(p: &Problem, m: &Mapping, c: &Counts) -> u64 {
-    output_sum(p, m, c, p.out_bits)
-}
-
-/// DMA cycles of storing every output tile once at `bits` per element, summed by edge class.
-fn output_sum(p: &Problem, m: &Mapping, c: &Counts, bits: u64) -> u64 {
-    let (groups, ocs) = (extents(p.groups, m.groups_per_pass, c.gb), extents(p.cog, m.oc, c.oi));
-    let full = [p.batch, p.out_h, p.out_w, p.out_c];
-    let mut sum = 0;
-    for (b, bn) in extents(p.batch, m.b, c.b).iter() {
-        for (oh, yn) in extents(p.out_h, m.oh, c.y).iter() {
-            for (ow, xn) in extents(p.out_w, m.ow, c.x).iter() {
-                for (g, gn) in groups.iter() {
-                    for (oc, on) in ocs.iter() {
-                        let seg = box_segments(&full, &[b, oh, ow, g * oc], bits);
-                        sum += bn * yn * xn * gn * on * p.dram.transfer_cycles(p.dram.bus_bits(&seg));
-                    }
+                    sum += bn * rn * cln * chn * input_transfer(p, (b, r, cl, ch)).cycles;
                 }
             }
         }
@@ -855,11 +871,44 @@ fn output_sum(p: &Problem, m: &Mapping, c: &Counts, bits: u64) -> u64 {
     sum
 }
 
+/// Fold over the output tiles of a selection `[P, O]`: `f(acc, transfer cycles, tiles)`.
+pub(crate) fn output_fold(p: &Problem, m: &Mapping, c: &Counts, [sp, so]: [Sel; 2], kind: TransferKind, init: u64, f: impl Fn(u64, u64, u64) -> u64) -> u64 {
+    let mut acc = init;
+    for (b, bn) in dim(p.batch, m.b, c.b, sp).iter() {
+        for (oh, yn) in dim(p.out_h, m.oh, c.y, sp).iter() {
+            for (ow, xn) in dim(p.out_w, m.ow, c.x, sp).iter() {
+                for (g, gn) in dim(p.groups, m.groups_per_pass, c.gb, so).iter() {
+                    for (oc, on) in dim(p.cog, m.oc, c.oi, so).iter() {
+                        let cycles = output_transfer(p, (b, oh, ow, g * oc), kind).cycles;
+                        acc = f(acc, cycles, bn * yn * xn * gn * on);
+                    }
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// [`DmaSums`] of a tiling: sums over the edge classes of its tiles (tiles at the borders read
+/// fewer halo rows and columns), not over its tiles.
+pub fn dma_sums(p: &Problem, m: &Mapping, c: &Counts) -> DmaSums {
+    let all = Sel::All;
+    let weights = fold_or(p, m, c, [all, all], |acc, g, oc, kh, ic, n| acc + n * weight_transfer(p, (g * oc, kh, ic)).cycles);
+    // A partial-sum store and its reload move the same tile at the same width.
+    let psum_round_trip = 2 * output_fold(p, m, c, [all, all], TransferKind::PsumStore, 0, |acc, cycles, n| acc + n * cycles);
+    DmaSums { weights, inputs: input_sum(p, m, c, [all; 3]), outputs: final_store_sum(p, m, c), psum_round_trip }
+}
+
+/// The final stores' part of [`DmaSums`] (the only part that depends on the output precision).
+pub fn final_store_sum(p: &Problem, m: &Mapping, c: &Counts) -> u64 {
+    output_fold(p, m, c, [Sel::All; 2], TransferKind::Outputs, 0, |acc, cycles, n| acc + n * cycles)
+}
+
 /// Add the input span (rows or columns) every tile along one axis reads to `h`: `tiles` is (outputs,
 /// tile size, tiles), `taps` the kernel taps (first, count) the tiles use. Tiles away from the
 /// borders all read the unclipped span, so only the clipped ones at either end (a prefix and a
 /// suffix: the span's ends grow with the tile index) are computed one by one.
-pub(crate) fn add_spans(h: &mut Histogram, (out, size, count): (u64, u64, u64), (t0, taps): (u64, u64), stride: u64, pad: u64, extent: u64) {
+fn add_spans(h: &mut Histogram, (out, size, count): (u64, u64, u64), (t0, taps): (u64, u64), stride: u64, pad: u64, extent: u64) {
     let clipped = |i: u64| {
         let (o0, len) = clip(out, size, i);
         let lo = (o0 * stride + t0) as i64 - pad as i64;
@@ -1010,14 +1059,11 @@ impl Searcher<'_> {
         }
         (base, self.sums[g].expect("just filled"))
     }
-}
 
-impl Searcher<'_> {
-    /// A group's flow-bound class sums (made the first time) and its tile counts.
-    fn flow(&mut self, g: usize) -> (&mut FlowSums, Counts) {
-        let (base, sums) = self.group(g);
+    /// A group's flow-bound class sums, seeded from its tiling bound and DMA sums the first time.
+    fn flow(&mut self, g: usize, base: &mapping::BaseBound, sums: &DmaSums) -> &mut FlowSums {
         let p = self.p;
-        (self.shared.flows[g].get_or_insert_with(|| Box::new(FlowSums::seeded(p, &base, &sums))), base.counts)
+        self.shared.flows[g].get_or_insert_with(|| Box::new(FlowSums::seeded(p, base, sums)))
     }
 }
 
@@ -1054,8 +1100,8 @@ impl mapping::SearchTree for Searcher<'_> {
             Node::Mapping(i, g) => {
                 // Keys order lexicographically, so the larger of two lower bounds is one too.
                 let m = self.shared.cands[i];
-                let (flow, counts) = self.flow(g);
-                let refined = model.key_bound(p, flow.bound(p, &m, &counts));
+                let (base, sums) = self.group(g);
+                let refined = model.key_bound(p, self.flow(g, &base, &sums).bound(p, &m, &base.counts));
                 let key = if refined > bound { refined } else { bound };
                 out.push((key, mapping::Branch::Leaf(Node::Flowed(i, g))));
             }
@@ -1072,13 +1118,12 @@ impl mapping::SearchTree for Searcher<'_> {
         // the fine flow bound (per edge class), then the timeline, given up as soon as it is
         // provably slower (streaming or DMA).
         let cutoff = best.filter(|_| model.objective == Objective::Cycles).map(|b| b.cycles);
-        if let Some(limit) = cutoff {
-            let (flow, counts) = self.flow(g);
-            if flow.fine_bound(p, &m, &counts) > limit {
-                return None;
-            }
-        }
         let (base, sums) = self.group(g);
+        if let Some(limit) = cutoff
+            && self.flow(g, &base, &sums).fine_bound(p, &m, &base.counts) > limit
+        {
+            return None;
+        }
         let e = model.evaluate_until(p, &m, cutoff, dma_cycles(p, &m, &base.counts, &sums))?;
         let s = score(&e);
         let key = |s: &Score| model.objective.key(s.cycles as f64, s.energy_nj);
@@ -1418,7 +1463,6 @@ mod tests {
         CycleModel::new(&HwConfig::from_toml_str(SHIPPED_CONFIGS[0].1, "p", &[]).unwrap(), Objective::Cycles)
     }
 
-    /// The search's bound never exceeds the exact cycles of any candidate.
     /// The branch and bound finds what evaluating every candidate finds, under every objective, with
     /// and without a seed and when sharing its search with another output precision.
     #[test]
@@ -1483,6 +1527,7 @@ mod tests {
         assert!(checked > 500, "{checked}");
     }
 
+    /// The search's bounds never exceed the exact cycles of any candidate.
     #[test]
     fn lower_bounds_are_lower() {
         let m = model();

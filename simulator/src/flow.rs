@@ -28,7 +28,7 @@
 //! property test checks both on every loop order of random tilings): the search gives up on a
 //! mapping, before its timeline, whenever one exceeds the best so far.
 
-use crate::engine::{Classes, DmaSums, Histogram, TransferKind, add_spans, clip, extents, input_transfer, output_transfer, weight_transfer};
+use crate::engine::{Classes, DmaSums, Sel, TransferKind, clip, dim, fold_or, input_sum, input_transfer, last_store_cycles, last_tile, output_fold, output_transfer, ready_delay, weight_transfer};
 use crate::mapping::{self, BaseBound, Counts, Loop, Mapping, Problem};
 
 /// Indices of one loop that a class of tiles runs over.
@@ -40,14 +40,6 @@ enum Set {
     ButFirst,
     ButLast,
     Empty,
-}
-
-/// The sets whose products are summed directly (the others by inclusion-exclusion).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Sel {
-    All,
-    First,
-    Last,
 }
 
 /// What a class sum adds up over its tiles.
@@ -79,27 +71,10 @@ pub struct FlowSums {
     psums: [Option<u64>; 9],
     /// Cycles of the smallest partial-sum store.
     psum_min: Option<u64>,
-    /// (output bits, the last tile's streaming + drain + store, cycles of the smallest store of
-    /// either kind once known).
-    finals: Option<(u64, u64, Option<u64>)>,
-}
-
-/// The indices a selection picks along one tiled dimension of `count` tiles.
-fn indices(sel: Sel, count: u64) -> std::ops::Range<u64> {
-    match sel {
-        Sel::All => 0..count,
-        Sel::First => 0..1,
-        Sel::Last => count - 1..count,
-    }
-}
-
-/// (extent, tiles) classes of the selected tiles of one dimension.
-fn dim(total: u64, size: u64, count: u64, sel: Sel) -> Classes {
-    match sel {
-        Sel::All => extents(total, size, count),
-        Sel::First => Classes::one(clip(total, size, 0).1),
-        Sel::Last => Classes::one(clip(total, size, count - 1).1),
-    }
+    /// (output bits, the last tile's streaming, drain and final store).
+    tail: Option<(u64, u64)>,
+    /// (output bits, cycles of the smallest store of either kind).
+    store_floor: Option<(u64, u64)>,
 }
 
 /// Tiles a selection picks along a loop of `count` tiles.
@@ -107,83 +82,10 @@ fn picked(sel: Sel, count: u64) -> u64 {
     if sel == Sel::All { count } else { 1 }
 }
 
-/// Input spans (rows or columns) of the selected tiles along one axis, for kernel taps (first, count).
-fn spans(h: &mut Histogram, (out, size, count): (u64, u64, u64), sel: Sel, taps: (u64, u64), p: &Problem, extent: u64) {
-    match sel {
-        Sel::All => add_spans(h, (out, size, count), taps, p.stride, p.pad, extent),
-        _ => {
-            let (o0, len) = clip(out, size, indices(sel, count).start);
-            h.add(mapping::input_span(o0, len, taps.0, taps.1, p.stride, p.pad, extent).1, 1);
-        }
-    }
-}
-
 /// Output pixels of the selected P tiles.
 fn pixels(p: &Problem, m: &Mapping, c: &Counts, sp: Sel) -> u64 {
     let sum = |cl: Classes| cl.iter().map(|(e, n)| e * n).sum::<u64>();
     sum(dim(p.batch, m.b, c.b, sp)) * sum(dim(p.out_h, m.oh, c.y, sp)) * sum(dim(p.out_w, m.ow, c.x, sp))
-}
-
-/// Fold `f(acc, groups x output channels, kernel rows, input channels, tiles)` over the selected
-/// (O, R) tiles by edge class.
-fn fold_or(p: &Problem, m: &Mapping, c: &Counts, [so, sr]: [Sel; 2], f: impl Fn(u64, u64, u64, u64, u64, u64) -> u64) -> u64 {
-    let mut acc = 0;
-    for (g, gn) in dim(p.groups, m.groups_per_pass, c.gb, so).iter() {
-        for (oc, on) in dim(p.cog, m.oc, c.oi, so).iter() {
-            for (kh, kn) in dim(p.k, m.kh, c.ki, sr).iter() {
-                for (ic, cn) in dim(p.cig, m.ic, c.ci, sr).iter() {
-                    acc = f(acc, g, oc, kh, ic, gn * on * kn * cn);
-                }
-            }
-        }
-    }
-    acc
-}
-
-/// Input transfer cycles over the selected (P, groups of O, R) tiles, for one output-channel tile.
-fn input_sum(p: &Problem, m: &Mapping, c: &Counts, [sp, so, sr]: [Sel; 3]) -> u64 {
-    let mut rows = Histogram::default();
-    for ki in indices(sr, c.ki) {
-        let (ky0, kh) = clip(p.k, m.kh, ki);
-        spans(&mut rows, (p.out_h, m.oh, c.y), sp, (ky0, kh), p, p.in_h);
-    }
-    let mut cols = Histogram::default();
-    spans(&mut cols, (p.out_w, m.ow, c.x), sp, (0, p.k), p, p.in_w);
-    let mut chans = Histogram::default();
-    for (g, gn) in dim(p.groups, m.groups_per_pass, c.gb, so).iter() {
-        for (ic, cn) in dim(p.cig, m.ic, c.ci, sr).iter() {
-            chans.add(g * ic, gn * cn);
-        }
-    }
-    let mut sum = 0;
-    for (b, bn) in dim(p.batch, m.b, c.b, sp).iter() {
-        for (r, rn) in rows.iter() {
-            for (cl, cln) in cols.iter() {
-                for (ch, chn) in chans.iter() {
-                    sum += bn * rn * cln * chn * input_transfer(p, (b, r, cl, ch)).cycles;
-                }
-            }
-        }
-    }
-    sum
-}
-
-/// Fold over the output tiles of a selection `[P, O]`: `f(acc, transfer cycles, tiles)`.
-fn output_fold(p: &Problem, m: &Mapping, c: &Counts, [sp, so]: [Sel; 2], kind: TransferKind, init: u64, f: impl Fn(u64, u64, u64) -> u64) -> u64 {
-    let mut acc = init;
-    for (b, bn) in dim(p.batch, m.b, c.b, sp).iter() {
-        for (oh, yn) in dim(p.out_h, m.oh, c.y, sp).iter() {
-            for (ow, xn) in dim(p.out_w, m.ow, c.x, sp).iter() {
-                for (g, gn) in dim(p.groups, m.groups_per_pass, c.gb, so).iter() {
-                    for (oc, on) in dim(p.cog, m.oc, c.oi, so).iter() {
-                        let cycles = output_transfer(p, (b, oh, ow, g * oc), kind).cycles;
-                        acc = f(acc, cycles, bn * yn * xn * gn * on);
-                    }
-                }
-            }
-        }
-    }
-    acc
 }
 
 /// A loop set as direct selections with signs (the "all but" sets by inclusion-exclusion).
@@ -196,6 +98,12 @@ fn parts(set: Set) -> &'static [(i64, Sel)] {
         Set::ButLast => &[(1, Sel::All), (-1, Sel::Last)],
         Set::Empty => &[],
     }
+}
+
+/// When the innermost loop that steps is P or O, every tile starts a new output tile and stores
+/// one, so every step j -> j+1 (j >= 1) also waits for tile j-1's store.
+fn every_tile_stores(m: &Mapping, c: &Counts) -> bool {
+    m.order.iter().rev().find(|l| c.of_loop(**l) > 1).is_some_and(|l| *l != Loop::R)
 }
 
 fn loop_index(l: Loop) -> usize {
@@ -228,7 +136,7 @@ impl FlowSums {
             Term::Busy => {
                 let px = *self.pixels[ix(sp)].get_or_insert_with(|| pixels(p, m, c, sp));
                 let per = *self.per_pixel[ix(so) * 3 + ix(sr)].get_or_insert_with(|| {
-                    fold_or(p, m, c, [so, sr], |acc, g, oc, kh, ic, n| acc + n * (g * oc).div_ceil(p.m) * mapping::window_cycles(p, mapping::reduction(p, g, ic, kh)))
+                    fold_or(p, m, c, [so, sr], |acc, g, oc, kh, ic, n| acc + n * mapping::pixel_cycles(p, g, oc, ic, kh))
                 });
                 px * per
             }
@@ -265,13 +173,19 @@ impl FlowSums {
         total.max(0) as u64
     }
 
-    /// After the last tile starts: its streaming, drain and final store, in cycles.
+    /// After the last tile starts: its streaming, drain ([`ready_delay`]) and final store, in cycles.
     fn tail(&mut self, p: &Problem, m: &Mapping, c: &Counts) -> u64 {
-        match self.finals {
-            Some((bits, t, _)) if bits == p.out_bits => t,
+        match self.tail {
+            Some((bits, t)) if bits == p.out_bits => t,
             _ => {
-                let t = self.term(p, m, c, Term::Busy, [Sel::Last; 3]) + last_tile_drain_and_store(p, m, c);
-                self.finals = Some((p.out_bits, t, None));
+                let g = last_tile(p, m, c);
+                let ocs = g.out_channels();
+                let colgroups = ocs.div_ceil(p.m);
+                let window = g.pixels() * mapping::window_cycles(p, mapping::reduction(p, g.g, g.ic, g.kh));
+                let t = g.pixels() * mapping::pixel_cycles(p, g.g, g.oc, g.ic, g.kh)
+                    + ready_delay(p, colgroups, ocs - (colgroups - 1) * p.m, window)
+                    + last_store_cycles(p, m, c);
+                self.tail = Some((p.out_bits, t));
                 t
             }
         }
@@ -280,15 +194,16 @@ impl FlowSums {
     /// Cycles of the smallest partial-sum store, and of the smallest store of either kind (partial
     /// sums or final outputs), over every output tile.
     fn store_floor(&mut self, p: &Problem, m: &Mapping, c: &Counts) -> (u64, u64) {
-        let tail = self.tail(p, m, c);
         let min = |kind| output_fold(p, m, c, [Sel::All; 2], kind, u64::MAX, |acc, cycles, _| acc.min(cycles));
         let psum_min = *self.psum_min.get_or_insert_with(|| min(TransferKind::PsumStore));
-        if let Some((_, _, Some(s))) = self.finals {
-            return (psum_min, s);
+        match self.store_floor {
+            Some((bits, floor)) if bits == p.out_bits => (psum_min, floor),
+            _ => {
+                let floor = psum_min.min(min(TransferKind::Outputs));
+                self.store_floor = Some((p.out_bits, floor));
+                (psum_min, floor)
+            }
         }
-        let floor = psum_min.min(min(TransferKind::Outputs));
-        self.finals = Some((p.out_bits, tail, Some(floor)));
-        (psum_min, floor)
     }
 
     /// The fine flow bound of mapping `m` (a loop order of the tiling these sums belong to), in
@@ -308,9 +223,7 @@ impl FlowSums {
         let order = m.order;
         let n = order.map(|l| c.of_loop(l));
         let Some(inner) = (0..3).rev().find(|&k| n[k] > 1) else { return total + tail };
-        // When the innermost loop that steps is P or O, every tile starts a new output tile and
-        // stores one, so every step j -> j+1 (j >= 1) waits for tile j-1's store too.
-        let every_tile_stores = order[inner] != Loop::R;
+        let every_tile_stores = every_tile_stores(m, c);
         let grouped = p.groups > 1;
         for step in 0..=inner {
             if n[step] < 2 {
@@ -358,28 +271,6 @@ impl FlowSums {
         }
         total + tail
     }
-}
-
-/// After the last tile streams: the cycles until its last result is in the output buffer
-/// ([`crate::engine::ready_cycle`]), then its final store.
-fn last_tile_drain_and_store(p: &Problem, m: &Mapping, c: &Counts) -> u64 {
-    let (_, g) = clip(p.groups, m.groups_per_pass, c.gb - 1);
-    let (_, oc) = clip(p.cog, m.oc, c.oi - 1);
-    let (_, kh) = clip(p.k, m.kh, c.ki - 1);
-    let (_, ic) = clip(p.cig, m.ic, c.ci - 1);
-    let (_, b) = clip(p.batch, m.b, c.b - 1);
-    let (_, oh) = clip(p.out_h, m.oh, c.y - 1);
-    let (_, ow) = clip(p.out_w, m.ow, c.x - 1);
-    let ocs = g * oc;
-    let colgroups = ocs.div_ceil(p.m);
-    let last_cols = ocs - (colgroups - 1) * p.m;
-    let mut drain = p.n + last_cols;
-    if colgroups > 1 {
-        // The last full-width window ends (pixels x T) before the tile's streaming does.
-        let window = b * oh * ow * mapping::window_cycles(p, mapping::reduction(p, g, ic, kh));
-        drain = drain.max((p.n + p.m).saturating_sub(window));
-    }
-    drain + output_transfer(p, (b, oh, ow, ocs), TransferKind::Outputs).cycles
 }
 
 /// A tile's place along one tiled dimension: the first tile, a middle one, or the last (a
@@ -471,11 +362,9 @@ fn fine(p: &Problem, m: &Mapping, c: &Counts, sums: &mut FlowSums) -> u64 {
     let mut memo_in = crate::engine::Memo::new();
     let mut memo_w = crate::engine::Memo::new();
     let mut memo_ps = crate::engine::Memo::new();
-    let mut memo_st = crate::engine::Memo::new();
     let busy = |v: &[Place; 7]| {
         let e = |d: usize| extent[d][v[d] as usize];
-        let (g, ic, kh) = (e(GB), e(CI), e(KI));
-        e(B) * e(Y) * e(X) * (g * e(OI)).div_ceil(p.m) * mapping::window_cycles(p, mapping::reduction(p, g, ic, kh))
+        e(B) * e(Y) * e(X) * mapping::pixel_cycles(p, e(GB), e(OI), e(CI), e(KI))
     };
     let mut weights = |v: &[Place; 7]| {
         let e = |d: usize| extent[d][v[d] as usize];
@@ -517,18 +406,14 @@ fn fine(p: &Problem, m: &Mapping, c: &Counts, sums: &mut FlowSums) -> u64 {
         }
         cheapest
     };
-    let mut outputs = |v: &[Place; 7], kind: TransferKind| {
+    let mut psum_loads = |v: &[Place; 7]| {
         let e = |d: usize| extent[d][v[d] as usize];
         let key = (e(B), e(Y), e(X), e(GB) * e(OI));
-        let memo = if kind == TransferKind::PsumLoad { &mut memo_ps } else { &mut memo_st };
-        memo.get_or((key, kind == TransferKind::Outputs), || output_transfer(p, key, kind)).cycles
+        memo_ps.get_or(key, || output_transfer(p, key, TransferKind::PsumLoad)).cycles
     };
     let first: [Place; 7] = std::array::from_fn(|d| axes[d].places()[0]);
     let last = [Place::Last; 7];
-    // When the innermost loop that steps is P or O, every tile stores an output tile, and every
-    // step j -> j+1 (j >= 1) waits for tile j-1's store too.
-    let innermost = m.order.iter().rev().find(|l| LOOP_DIMS[loop_index(**l)].iter().any(|&d| axes[d].count > 1));
-    let every_tile_stores = innermost.is_some_and(|l| *l != Loop::R);
+    let every_tile_stores = every_tile_stores(m, c);
     let store_floor = if every_tile_stores { sums.store_floor(p, m, c).1 } else { 0 };
     let mut total = weights(&first) + inputs(&first);
     // Every class of tile j but the last tile's, and the classes of tile j+1 it steps into.
@@ -573,7 +458,7 @@ fn fine(p: &Problem, m: &Mapping, c: &Counts, sums: &mut FlowSums) -> u64 {
                 }
                 let resumed = !(matches!(w[KI], Place::First) || axes[KI].count == 1) || !(matches!(w[CI], Place::First) || axes[CI].count == 1);
                 if (p_ch || o_ch) && resumed {
-                    loads += outputs(&w, TransferKind::PsumLoad);
+                    loads += psum_loads(&w);
                 }
                 let count = outer * n;
                 let mut stores = 0;

@@ -236,6 +236,12 @@ pub fn reduction(p: &Problem, groups: u64, ic: u64, kh: u64) -> u64 {
     groups * ic * kh * p.k
 }
 
+/// Streaming cycles of one output pixel of a tile of `groups` groups of `oc` output channels, `ic`
+/// input channels and `kh` kernel rows: its column groups (windows) times the chunks of each.
+pub fn pixel_cycles(p: &Problem, groups: u64, oc: u64, ic: u64, kh: u64) -> u64 {
+    (groups * oc).div_ceil(p.m) * window_cycles(p, reduction(p, groups, ic, kh))
+}
+
 /// Chunks (cycles) of one window.
 pub fn window_cycles(p: &Problem, red: u64) -> u64 {
     red.div_ceil(p.n * p.lanes()) * p.steps()
@@ -387,16 +393,8 @@ impl Family {
     /// smallest first input tile and no last store, and the DMA floor with one spatial tile
     /// (both at most [`BaseBound::array`] and [`BaseBound::dma_floor`] of each of its tilings).
     pub fn bound(&self, p: &Problem) -> u64 {
-        let m = self.tiling(1, 1, 1);
-        let c = Counts::of(p, &m);
-        let bw = p.dram.bits_per_cycle;
-        let g = self.groups_per_pass.min(p.groups);
-        let first_w = g * self.oc * self.kh * p.k * self.ic * p.w_bits;
-        let rows = input_span(0, 1, 0, self.kh, p.stride, p.pad, p.in_h).1;
-        let cols = input_span(0, 1, 0, p.k, p.stride, p.pad, p.in_w).1;
-        let first_a = rows * cols * g * self.ic * p.a_bits;
-        let array = 3 * p.dram.latency_cycles + first_w.div_ceil(bw) + first_a.div_ceil(bw) + busy_total(p, &m, &c) + p.n + 1;
-        array.max(dma_floor(p, distinct_tiles(p, &c, 1)))
+        let base = BaseBound::of(p, &self.tiling(1, 1, 1));
+        base.head(p).max(dma_floor(p, distinct_tiles(p, &base.counts, 1)))
     }
 }
 
@@ -528,11 +526,14 @@ impl BaseBound {
         dma_floor(p, self.distinct_tiles)
     }
 
+    /// The array path without its last store (`p` is the problem the bound was made for).
+    pub fn head(&self, p: &Problem) -> u64 {
+        self.array - (self.last_out_elements * p.out_bits).div_ceil(p.dram.bits_per_cycle)
+    }
+
     /// The same tiling's bound for a problem that differs only in its output bits.
     pub fn with_out_bits(self, from: &Problem, to: &Problem) -> BaseBound {
-        let bw = to.dram.bits_per_cycle;
-        let head = self.array - (self.last_out_elements * from.out_bits).div_ceil(bw);
-        BaseBound { array: head + (self.last_out_elements * to.out_bits).div_ceil(bw), ..self }
+        BaseBound { array: self.head(from) + (self.last_out_elements * to.out_bits).div_ceil(to.dram.bits_per_cycle), ..self }
     }
 }
 
@@ -568,10 +569,9 @@ pub fn busy_total(p: &Problem, m: &Mapping, c: &Counts) -> u64 {
     let mut total = 0;
     for (gn, g) in edge_classes(p.groups, m.groups_per_pass, c.gb) {
         for (on, oc) in edge_classes(p.cog, m.oc, c.oi) {
-            let colgroups = (g * oc).div_ceil(p.m);
             for (kn, kh) in edge_classes(p.k, m.kh, c.ki) {
                 for (cn, ic) in edge_classes(p.cig, m.ic, c.ci) {
-                    total += gn * on * kn * cn * colgroups * window_cycles(p, reduction(p, g, ic, kh));
+                    total += gn * on * kn * cn * pixel_cycles(p, g, oc, ic, kh);
                 }
             }
         }
@@ -587,7 +587,7 @@ pub fn edge_classes(x: u64, size: u64, count: u64) -> impl Iterator<Item = (u64,
 }
 
 /// The groups of candidates that differ only in loop order (adjacent in [`candidates`]' output), as
-/// index ranges: [`search`] bounds each group once for all its orders.
+/// index ranges: the search bounds each group once for all its orders.
 pub fn order_groups(cands: &[Mapping]) -> Vec<(usize, usize)> {
     let mut groups: Vec<(usize, usize)> = Vec::new();
     for (i, m) in cands.iter().enumerate() {
@@ -626,9 +626,17 @@ pub trait SearchTree {
     fn exact(&mut self, leaf: Self::Node, best: Option<Score>) -> Option<Score>;
 }
 
-/// A queue entry: bound, then the order of pushing (a total order, so the search is deterministic).
+/// A queue entry: bound, then the order of pushing (a total order, so the search is deterministic),
+/// the node, and (for a run's head in the heap) the range of its run still waiting.
 #[derive(Clone, Copy)]
-struct Queued<N>((f64, f64), u64, Branch<N>);
+struct Queued<N>((f64, f64), u64, Branch<N>, (usize, usize));
+
+impl<N> Queued<N> {
+    /// The entry as the head of a run whose rest is `rest`.
+    fn heading(self, rest: (usize, usize)) -> Self {
+        Queued(self.0, self.1, self.2, rest)
+    }
+}
 
 impl<N> PartialEq for Queued<N> {
     fn eq(&self, other: &Self) -> bool {
@@ -645,26 +653,6 @@ impl<N> Ord for Queued<N> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         // Reversed: the standard heap is a max-heap.
         other.0.partial_cmp(&self.0).unwrap_or(std::cmp::Ordering::Equal).then(other.1.cmp(&self.1))
-    }
-}
-
-/// A run's head in the queue: the entry, then the range of its run still waiting.
-struct RunHead<N>(Queued<N>, usize, usize);
-
-impl<N> PartialEq for RunHead<N> {
-    fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
-    }
-}
-impl<N> Eq for RunHead<N> {}
-impl<N> PartialOrd for RunHead<N> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl<N> Ord for RunHead<N> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.cmp(&other.0)
     }
 }
 
@@ -686,23 +674,23 @@ pub fn branch_and_bound<T: SearchTree>(
     // would give (each run's head is its smallest).
     let mut runs: Vec<Queued<T::Node>> = Vec::new();
     let mut heap = std::collections::BinaryHeap::new();
-    let mut queue = |heap: &mut std::collections::BinaryHeap<RunHead<T::Node>>, runs: &mut Vec<Queued<T::Node>>, nodes: &mut dyn Iterator<Item = ((f64, f64), Branch<T::Node>)>, limit: f64| {
+    let mut queue = |heap: &mut std::collections::BinaryHeap<Queued<T::Node>>, runs: &mut Vec<Queued<T::Node>>, nodes: &mut dyn Iterator<Item = ((f64, f64), Branch<T::Node>)>, limit: f64| {
         let start = runs.len();
         runs.extend(nodes.filter(|(b, _)| b.0 <= limit).map(|(b, n)| {
             seq += 1;
-            Queued(b, seq, n)
+            Queued(b, seq, n, (0, 0))
         }));
         // Queued orders in reverse (for the max-heap): sort descending to put the smallest first.
         runs[start..].sort_unstable_by(|a, b| b.cmp(a));
         if start < runs.len() {
-            heap.push(RunHead(runs[start], start + 1, runs.len()));
+            heap.push(runs[start].heading((start + 1, runs.len())));
         }
     };
     queue(&mut heap, &mut runs, &mut roots.into_iter(), limit);
     let (mut evaluated, mut children) = (0, Vec::new());
-    while let Some(RunHead(Queued(bound, _, node), next, end)) = heap.pop() {
+    while let Some(Queued(bound, _, node, (next, end))) = heap.pop() {
         if next < end {
-            heap.push(RunHead(runs[next], next + 1, end));
+            heap.push(runs[next].heading((next + 1, end)));
         }
         if let Some((_, _, key)) = &best {
             // Bounds only rise from here: stop once the primary bound exceeds the best primary value.
