@@ -3,9 +3,11 @@
 comparison with `cargo bench -p bitfusion-models --bench train_throughput` (same network, batch
 64, 28x28x1 inputs, Adam, 2 threads). PyTorch is only used for this comparison.
 
-    python3 -m venv /tmp/torch && /tmp/torch/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
-    /tmp/torch/bin/python scripts/pytorch_throughput.py
+    python3 -m venv /tmp/torch && /tmp/torch/bin/pip install torch
+    /tmp/torch/bin/python scripts/pytorch_throughput.py                   # NCHW (PyTorch's default)
+    /tmp/torch/bin/python scripts/pytorch_throughput.py --channels-last   # NHWC, PyTorch's faster layout
 """
+import sys
 import time
 
 import torch
@@ -46,10 +48,14 @@ def largest_micro():
 
 
 def main():
+    channels_last = "--channels-last" in sys.argv
     torch.manual_seed(1)
     net = largest_micro()
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
     x = torch.randn(64, 1, 28, 28)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
     y = torch.arange(64) % 10
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
 
@@ -65,7 +71,8 @@ def main():
     for _ in range(steps):
         step()
     s = time.perf_counter() - t
-    print(f"largest micro subnet, batch 64, fp32 (PyTorch {torch.__version__}, 2 threads): {1e3 * s / steps:.1f} ms/step, {steps * 64 / s:.1f} images/s")
+    layout = "channels_last" if channels_last else "NCHW"
+    print(f"largest micro subnet, batch 64, fp32 (PyTorch {torch.__version__}, {layout}, 2 threads): {1e3 * s / steps:.1f} ms/step, {steps * 64 / s:.1f} images/s")
 
 
 if __name__ == "__main__":

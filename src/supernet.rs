@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
 use bitfusion_models::data::{DEFAULT_DIR, DataSet};
-use bitfusion_models::eval::{self, EvalConfig, FinetuneConfig, SampleConfig};
+use bitfusion_models::eval::{self, EvalConfig, FinetuneConfig};
+use bitfusion_models::pairs::{self, PairPlan, SampleConfig};
+use bitfusion_models::quant::Quantizer;
 use bitfusion_models::train::{self, PhaseConfig, Progress, TrainConfig};
 use bitfusion_search::{Arch, Space};
 
@@ -26,6 +28,29 @@ pub struct DataArgs {
 impl DataArgs {
     fn load(&self) -> anyhow::Result<DataSet> {
         Ok(DataSet::load(&self.data, self.valid, self.split_seed)?)
+    }
+}
+
+/// The quantizer of quantized measurements.
+#[derive(clap::Args, Clone)]
+pub struct QuantArgs {
+    /// mse-clip (per-channel weight steps, clip-searched steps on the hardware's grids) or
+    /// max-range (the original symmetric per-tensor quantizer).
+    #[arg(long, default_value = "mse-clip")]
+    pub quantizer: String,
+}
+
+impl QuantArgs {
+    pub fn quantizer(&self) -> anyhow::Result<Quantizer> {
+        parse_quantizer(&self.quantizer)
+    }
+}
+
+pub fn parse_quantizer(name: &str) -> anyhow::Result<Quantizer> {
+    match name {
+        "mse-clip" => Ok(Quantizer::MseClip),
+        "max-range" => Ok(Quantizer::MaxRange),
+        other => bail!("--quantizer: '{other}' is not mse-clip or max-range"),
     }
 }
 
@@ -60,8 +85,9 @@ pub enum SupernetCommand {
         out: PathBuf,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Epochs of the full network, then of the kernel, depth and width phases.
-        #[arg(long, value_delimiter = ',', default_value = "4,1,1,1")]
+        /// Epochs of the full network, then of the kernel, depth, width and quantization-aware
+        /// phases (0 skips a phase).
+        #[arg(long, value_delimiter = ',', default_value = "6,1,1,1,1")]
         epochs: Vec<usize>,
         #[arg(long, default_value_t = 64)]
         batch: usize,
@@ -69,8 +95,11 @@ pub enum SupernetCommand {
         #[arg(long, default_value_t = 0)]
         images_per_epoch: usize,
         /// Training images per epoch of the shrinking phases (0 = as --images-per-epoch).
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = train::SHRINK_IMAGES)]
         shrink_images: usize,
+        /// Training images per epoch of the quantization-aware phase (0 = as --images-per-epoch).
+        #[arg(long, default_value_t = train::QUANT_IMAGES)]
+        quant_images: usize,
         /// Subnets sampled per step in the shrinking phases.
         #[arg(long, default_value_t = 2)]
         subnets_per_step: usize,
@@ -96,12 +125,34 @@ pub enum SupernetCommand {
         out: PathBuf,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Random bits per layer, quantization-aware fine-tuning, quantized accuracy.
+        /// Quantized pairs: bit policies (uniform and Dirichlet mixtures, several per
+        /// architecture, each architecture's fp32 accuracy beside), measured after recalibration.
         #[arg(long)]
         quantized: bool,
-        /// Fine-tuning steps (batch 32) per quantized pair.
-        #[arg(long, default_value_t = 20)]
+        /// Quantized pairs sharing one architecture.
+        #[arg(long, default_value_t = 4)]
+        policies_per_arch: usize,
+        /// Quantization-aware fine-tuning steps (batch 32) per quantized pair (0: none).
+        #[arg(long, default_value_t = 0)]
         finetune_steps: usize,
+        #[command(flatten)]
+        quant: QuantArgs,
+        #[command(flatten)]
+        measure: MeasureArgs,
+    },
+    /// Post-training quantization table: the largest and a middle subnet in full precision and at
+    /// every uniform (weight, activation) width, with the original max-range quantizer and the
+    /// clip-searched one; written as CSV and printed.
+    Ptq {
+        #[arg(long)]
+        ckpt: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        out: PathBuf,
+        /// Widths tried for weights and activations.
+        #[arg(long, value_delimiter = ',', default_value = "2,4,6,8")]
+        bits: Vec<u32>,
         #[command(flatten)]
         measure: MeasureArgs,
     },
@@ -120,6 +171,8 @@ pub enum SupernetCommand {
         /// Quantization-aware fine-tuning steps before measuring (quantized only).
         #[arg(long, default_value_t = 0)]
         finetune_steps: usize,
+        #[command(flatten)]
+        quant: QuantArgs,
         /// Also report the test-set accuracy.
         #[arg(long)]
         test: bool,
@@ -141,17 +194,18 @@ fn bar(len: u64) -> anyhow::Result<indicatif::ProgressBar> {
 
 pub fn run(cmd: SupernetCommand) -> anyhow::Result<bool> {
     match cmd {
-        SupernetCommand::Train { space, data, out, seed, epochs, batch, images_per_epoch, shrink_images, subnets_per_step, quantized, stop_after, measure } => {
+        SupernetCommand::Train { space, data, out, seed, epochs, batch, images_per_epoch, shrink_images, quant_images, subnets_per_step, quantized, stop_after, measure } => {
             let space = Space::load(&space)?;
             let mut cfg = TrainConfig::micro_default(seed);
             if epochs.len() != cfg.phases.len() {
-                bail!("--epochs: give {} counts (full, kernel, depth, width), got {}", cfg.phases.len(), epochs.len());
+                bail!("--epochs: give {} counts (full, kernel, depth, width, quant), got {}", cfg.phases.len(), epochs.len());
             }
             for (p, e) in cfg.phases.iter_mut().zip(&epochs) {
                 p.epochs = *e;
-                p.images = match (p.phase, shrink_images) {
-                    (train::Phase::Full, _) | (_, 0) => None,
-                    (_, n) => Some(n),
+                p.images = match p.phase {
+                    train::Phase::Full => None,
+                    train::Phase::Quant => (quant_images > 0).then_some(quant_images),
+                    _ => (shrink_images > 0).then_some(shrink_images),
                 };
             }
             cfg.phases.retain(|p: &PhaseConfig| p.epochs > 0);
@@ -166,27 +220,35 @@ pub fn run(cmd: SupernetCommand) -> anyhow::Result<bool> {
             let data = data.load()?;
             train_supernet(&space, &data, &cfg, &out, stop_after)
         }
-        SupernetCommand::Sample { ckpt, data, n, out, seed, quantized, finetune_steps, measure } => {
+        SupernetCommand::Sample { ckpt, data, n, out, seed, quantized, policies_per_arch, finetune_steps, quant, measure } => {
             let device = bitfusion_models::device();
             let trained = train::load(&ckpt, &device)?;
             let data = data.load()?;
+            if policies_per_arch == 0 {
+                bail!("--policies-per-arch: must be at least 1");
+            }
+            let plan = if quantized { PairPlan { policies_per_arch, ..PairPlan::quantized(seed) } } else { PairPlan::fp32(seed) };
             let cfg = SampleConfig {
                 n,
-                seed,
-                quantized,
+                plan,
                 finetune: FinetuneConfig { steps: finetune_steps, ..FinetuneConfig::default() },
+                quantizer: quant.quantizer()?,
                 eval: measure.config(),
             };
             let b = bar(n as u64)?;
             let started = std::time::Instant::now();
-            let pairs = eval::sample_pairs(&trained.net, &trained.space, &data, &cfg, &out, &device, &mut |i, _, p| {
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let pairs = pairs::sample_pairs(&trained.net, &trained.space, &data, &cfg, &out, &device, &mut |i, total, p| {
                 b.set_position(i as u64 + 1);
                 b.set_message(format!("last {:.3}", p.accuracy));
+                if !tty && i % 25 == 0 {
+                    eprintln!("pair {}/{total}: {} {:.4} ({:.1} s; {:.0} s so far)", i + 1, p.policy, p.accuracy, p.seconds, started.elapsed().as_secs_f64());
+                }
             })
             .map_err(|e| anyhow!(e))?;
             b.finish_and_clear();
             let kind = if quantized { format!("quantized, {finetune_steps} fine-tuning steps") } else { "fp32".into() };
-            let (lo, med, hi) = eval::spread(&pairs).unwrap_or_default();
+            let (lo, med, hi) = pairs::spread(&pairs).unwrap_or_default();
             eprintln!(
                 "{} pairs ({kind}) in {}: validation accuracy min {lo:.4}, median {med:.4}, max {hi:.4}; this run {:.1} s",
                 pairs.len(),
@@ -195,7 +257,23 @@ pub fn run(cmd: SupernetCommand) -> anyhow::Result<bool> {
             );
             Ok(true)
         }
-        SupernetCommand::Eval { ckpt, data, arch, bits, finetune_steps, test, seed, measure } => {
+        SupernetCommand::Ptq { ckpt, data, out, bits, measure } => {
+            let device = bitfusion_models::device();
+            let trained = train::load(&ckpt, &device)?;
+            let data = data.load()?;
+            train::check_data(&trained.space, &data).map_err(|e| anyhow!(e))?;
+            for b in &bits {
+                if !trained.space.bits.contains(b) {
+                    bail!("--bits: {b} is not a width of space '{}' ({:?})", trained.space.name, trained.space.bits);
+                }
+            }
+            let rows = ptq(&trained, &data, &bits, &measure.config(), &device)?;
+            write_ptq(&out, &rows)?;
+            print!("{}", ptq_markdown(&rows));
+            eprintln!("wrote {}", out.display());
+            Ok(true)
+        }
+        SupernetCommand::Eval { ckpt, data, arch, bits, finetune_steps, test, seed, quant, measure } => {
             let device = bitfusion_models::device();
             let trained = train::load(&ckpt, &device)?;
             let data = data.load()?;
@@ -216,24 +294,20 @@ pub fn run(cmd: SupernetCommand) -> anyhow::Result<bool> {
                 }
             };
             let cfg = measure.config();
+            let q = quant.quantizer()?;
             let ft = FinetuneConfig { steps: finetune_steps, ..FinetuneConfig::default() };
-            let measure_on = |images| {
-                if quantize {
-                    eval::finetuned_accuracy(&trained.net, &trained.space, &arch, &data, images, &cfg, &ft, seed, &device)
+            let measure_on = |images, cfg: &EvalConfig| {
+                if quantize && finetune_steps > 0 {
+                    eval::finetuned_accuracy(&trained.net, &trained.space, &arch, &data, images, cfg, &ft, seed, &device)
                 } else {
-                    eval::accuracy(&trained.net, &trained.space, &arch, &data, images, &cfg, false, &device)
+                    eval::accuracy(&trained.net, &trained.space, &arch, &data, images, cfg, quantize.then_some(q), &device)
                 }
             };
-            let what = if quantize { format!("quantized, {finetune_steps} fine-tuning steps") } else { "fp32".into() };
-            println!("{} ({what}): validation accuracy {:.4}", arch.to_text(), measure_on(&data.valid));
+            let what = if quantize { format!("quantized ({}), {finetune_steps} fine-tuning steps", q.name()) } else { "fp32".into() };
+            println!("{} ({what}): validation accuracy {:.4}", arch.to_text(), measure_on(&data.valid, &cfg));
             if test {
                 let cfg_all = EvalConfig { eval_images: None, ..cfg.clone() };
-                let acc = if quantize {
-                    eval::finetuned_accuracy(&trained.net, &trained.space, &arch, &data, &data.test, &cfg_all, &ft, seed, &device)
-                } else {
-                    eval::accuracy(&trained.net, &trained.space, &arch, &data, &data.test, &cfg_all, false, &device)
-                };
-                println!("test accuracy {acc:.4} ({} images)", data.test.len());
+                println!("test accuracy {:.4} ({} images)", measure_on(&data.test, &cfg_all), data.test.len());
             }
             Ok(true)
         }
@@ -291,4 +365,77 @@ pub fn train_supernet(space: &Space, data: &DataSet, cfg: &TrainConfig, out: &Pa
         None => eprintln!("stopped after this run's epochs ({:.0} s); run the same command again to resume from {}", started.elapsed().as_secs_f64(), out.display()),
     }
     Ok(true)
+}
+
+/// The post-training quantization table of a trained supernet: its largest and middle subnets,
+/// both quantizers, every uniform (w, a) of `bits`, on the validation images.
+pub fn ptq(trained: &train::Trained, data: &DataSet, bits: &[u32], cfg: &EvalConfig, device: &bitfusion_models::Device) -> anyhow::Result<Vec<eval::PtqRow>> {
+    use bitfusion_search::evolution::{largest, middle};
+    let space = &trained.space;
+    let top = *space.bits.iter().max().expect("bits");
+    let networks = vec![("largest".to_string(), largest(space, top)), ("middle".to_string(), middle(space, top))];
+    let n = networks.len() * (1 + 2 * bits.len() * bits.len());
+    let b = bar(n as u64)?;
+    let rows = eval::ptq_table(&trained.net, space, &networks, bits, &[Quantizer::MaxRange, Quantizer::MseClip], data, &data.valid, cfg, device, &mut |r| {
+        b.inc(1);
+        b.set_message(format!("{} {} W{}A{}: {:.4}", r.network, r.quantizer, r.w_bits, r.a_bits, r.accuracy));
+    });
+    b.finish_and_clear();
+    Ok(rows)
+}
+
+pub fn write_ptq(out: &Path, rows: &[eval::PtqRow]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r)?;
+    }
+    let bytes = w.into_inner().map_err(|e| anyhow!("csv: {e}"))?;
+    bitfusion_simulator::report::write_atomic(out, &bytes).with_context(|| format!("cannot write {}", out.display()))
+}
+
+/// The table as markdown: one row per (network, weight bits), one column per (quantizer,
+/// activation bits), accuracies in percent.
+pub fn ptq_markdown(rows: &[eval::PtqRow]) -> String {
+    let mut s = String::new();
+    let mut a_bits: Vec<u32> = rows.iter().filter(|r| r.a_bits > 0).map(|r| r.a_bits).collect();
+    a_bits.sort_unstable();
+    a_bits.dedup();
+    let mut quantizers: Vec<&str> = Vec::new();
+    for r in rows.iter().filter(|r| r.quantizer != "fp32") {
+        if !quantizers.contains(&r.quantizer.as_str()) {
+            quantizers.push(&r.quantizer);
+        }
+    }
+    s += "| network | fp32 | W bits |";
+    for q in &quantizers {
+        for a in &a_bits {
+            s += &format!(" {q} A{a} |");
+        }
+    }
+    s += "\n|---|---|---|";
+    s += &"---|".repeat(quantizers.len() * a_bits.len());
+    s += "\n";
+    let mut networks: Vec<&str> = Vec::new();
+    for r in rows {
+        if !networks.contains(&r.network.as_str()) {
+            networks.push(&r.network);
+        }
+    }
+    for n in networks {
+        let fp = rows.iter().find(|r| r.network == n && r.quantizer == "fp32").map(|r| format!("{:.2}", 100.0 * r.accuracy)).unwrap_or_default();
+        let mut w_bits: Vec<u32> = rows.iter().filter(|r| r.network == n && r.w_bits > 0).map(|r| r.w_bits).collect();
+        w_bits.sort_unstable();
+        w_bits.dedup();
+        for w in w_bits {
+            s += &format!("| {n} | {fp} | {w} |");
+            for q in &quantizers {
+                for a in &a_bits {
+                    let cell = rows.iter().find(|r| r.network == n && r.quantizer == *q && r.w_bits == w && r.a_bits == *a).map(|r| format!("{:.2}", 100.0 * r.accuracy)).unwrap_or_default();
+                    s += &format!(" {cell} |");
+                }
+            }
+            s += "\n";
+        }
+    }
+    s
 }

@@ -35,12 +35,12 @@ fn train_sample_predict_search_and_plot_through_the_cli() {
     let ck = d.join("toy.ckpt");
     let ck = ck.to_str().unwrap();
     let train = |extra: &[&str]| {
-        let mut a = vec!["supernet", "train", "--space", space, "--data", data, "--valid", "80", "--out", ck, "--epochs", "2,1,0,1", "--batch", "32"];
-        a.extend_from_slice(&["--shrink-images", "128", "--calibration-images", "64", "--eval-images", "0"]);
+        let mut a = vec!["supernet", "train", "--space", space, "--data", data, "--valid", "80", "--out", ck, "--epochs", "2,1,0,1,1", "--batch", "32"];
+        a.extend_from_slice(&["--shrink-images", "128", "--quant-images", "96", "--calibration-images", "64", "--eval-images", "0"]);
         a.extend_from_slice(extra);
         ok(&a)
     };
-    let first = train(&["--stop-after", "2"]);
+    let first = train(&["--stop-after", "3"]);
     assert!(first.contains("run the same command again to resume"), "{first}");
     let done = train(&[]);
     assert!(done.contains("training complete: full network test accuracy"), "{done}");
@@ -56,15 +56,32 @@ fn train_sample_predict_search_and_plot_through_the_cli() {
     let more = sample("16", &fp, &[]);
     assert!(more.contains("16 pairs (fp32)"), "{more}");
     assert_eq!(std::fs::read_to_string(&fp).unwrap().lines().count(), 16);
-    let qs = sample("12", &q, &["--quantized", "--finetune-steps", "2"]);
-    assert!(qs.contains("median"), "{qs}");
+    let qs = sample("16", &q, &["--quantized"]);
+    assert!(qs.contains("median") && qs.contains("0 fine-tuning steps"), "{qs}");
+    let text = std::fs::read_to_string(&q).unwrap();
+    assert!(text.contains("\"policy\":\"uniform\"") && text.contains("\"fp32_accuracy\":0."), "{text}");
+    // Fine-tuned quantized pairs stay available behind the flag.
+    let qf = d.join("qf.jsonl");
+    let f = sample("2", &qf, &["--quantized", "--finetune-steps", "2"]);
+    assert!(f.contains("2 fine-tuning steps"), "{f}");
+    // The post-training quantization table.
+    let ptq = d.join("ptq.csv");
+    let t = ok(&["supernet", "ptq", "--ckpt", ck, "--data", data, "--valid", "80", "--out", ptq.to_str().unwrap(), "--bits", "2,8", "--calibration-images", "64", "--eval-images", "0"]);
+    assert!(t.contains("| largest |") && t.contains("mse-clip A2") && t.contains("max-range A8"), "{t}");
+    assert_eq!(std::fs::read_to_string(&ptq).unwrap().lines().count(), 1 + 2 * (1 + 2 * 4));
     // Predictors: fp32, then transferred.
     let pf = d.join("fp.pred");
     let pq = d.join("q.pred");
-    let m = ok(&["predictor", "train", "--space", space, "--data", fp.to_str().unwrap(), "--out", pf.to_str().unwrap(), "--hidden", "32", "--epochs", "20"]);
-    assert!(m.contains("Kendall tau"), "{m}");
-    let m = ok(&["predictor", "train", "--space", space, "--data", q.to_str().unwrap(), "--transfer-from", pf.to_str().unwrap(), "--out", pq.to_str().unwrap(), "--hidden", "32", "--epochs", "20"]);
+    let m = ok(&["predictor", "train", "--space", space, "--data", fp.to_str().unwrap(), "--out", pf.to_str().unwrap()]);
+    assert!(m.contains("Kendall tau") && m.contains("ensemble"), "{m}");
+    let m = ok(&["predictor", "train", "--space", space, "--data", q.to_str().unwrap(), "--transfer-from", pf.to_str().unwrap(), "--out", pq.to_str().unwrap()]);
     assert!(m.contains("(transferred)"), "{m}");
+    // APQ's MLP, the baseline kind.
+    let pa = d.join("apq.pred");
+    let m = ok(&["predictor", "train", "--kind", "apq", "--space", space, "--data", fp.to_str().unwrap(), "--out", pa.to_str().unwrap(), "--hidden", "32", "--epochs", "20"]);
+    assert!(m.contains("apq"), "{m}");
+    let e = fails(&["predictor", "train", "--kind", "forest", "--space", space, "--data", fp.to_str().unwrap(), "--out", pa.to_str().unwrap()]);
+    assert!(e.contains("--kind") && e.contains("forest"), "{e}");
     // LUT, search with baselines and the front, plots.
     let lut = d.join("toy.lut");
     ok(&["lut", "build", "--space", space, "--out", lut.to_str().unwrap()]);
@@ -76,6 +93,13 @@ fn train_sample_predict_search_and_plot_through_the_cli() {
     assert!(s.contains("joint") && s.contains("fixed4-mid") && s.contains("Pareto front"), "{s}");
     let best = std::fs::read_to_string(out.join("best.json")).unwrap();
     assert!(best.contains("\"layers\"") && best.contains("toy:"), "{best}");
+    // An energy budget beside it: its rows join points.csv and the energy chart.
+    let s = ok(&["search", "--space", space, "--lut", lut.to_str().unwrap(), "--predictor", pq.to_str().unwrap(), "--energy-mj", "1", "--out", out.to_str().unwrap(), "--baselines", "--generations", "5", "--population", "20", "--top-k", "3"]);
+    assert!(s.contains("joint"), "{s}");
+    let points = std::fs::read_to_string(out.join("points.csv")).unwrap();
+    assert_eq!(points.lines().count(), 1 + 2 * 9, "{points}");
+    let candidates = std::fs::read_to_string(out.join("candidates.json")).unwrap();
+    assert!(candidates.matches("\"method\"").count() == 18, "{candidates}");
     ok(&["plot", "pareto", out.to_str().unwrap()]);
     for f in ["pareto_latency.png", "pareto_energy.svg", "best_layers.png"] {
         assert!(out.join(f).exists(), "{f}");
@@ -112,5 +136,5 @@ fn user_errors_are_one_line_messages() {
     // Too few pairs for a predictor.
     std::fs::write(d.join("few.jsonl"), "{\"index\":0,\"arch\":\"micro:k3-m16-pw8x8-dw8x8|k3-m32-pw8x8-dw8x8|k3-m48-pw8x8-dw8x8|k3-m64-pw8x8-dw8x8\",\"quantized\":false,\"finetune_steps\":0,\"accuracy\":0.5,\"seconds\":1.0}\n").unwrap();
     let e = fails(&["predictor", "train", "--data", d.join("few.jsonl").to_str().unwrap(), "--out", d.join("few.pred").to_str().unwrap()]);
-    assert!(e.contains("1 pairs are too few"), "{e}");
+    assert!(e.contains("1 samples are too few"), "{e}");
 }

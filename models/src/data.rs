@@ -248,7 +248,40 @@ impl DataSet {
     pub fn batch(&self, images: &Images, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
         images.batch(indices, &self.mean, &self.std, device)
     }
+
+    /// A training batch with standard augmentation, seeded: each image mirrored left-right with
+    /// probability 1/2 and shifted by up to [`AUGMENT_SHIFT`] pixels in each direction (the
+    /// uncovered border filled with black, i.e. a zero pixel), then normalised.
+    pub fn augmented_batch(&self, images: &Images, indices: &[usize], seed: u64, device: &Device) -> Tensor<4> {
+        let mut rng = crate::rng::Rng::new(seed);
+        let (c, size) = (images.channels, images.size);
+        let n = c * size * size;
+        let mut x = Vec::with_capacity(indices.len() * n);
+        let span = 2 * AUGMENT_SHIFT + 1;
+        for &i in indices {
+            let img = &images.pixels[i * n..(i + 1) * n];
+            let flip = rng.below(2) == 1;
+            let dy = rng.below(span) as isize - AUGMENT_SHIFT as isize;
+            let dx = rng.below(span) as isize - AUGMENT_SHIFT as isize;
+            for ch in 0..c {
+                for y in 0..size {
+                    for xx in 0..size {
+                        let sy = y as isize + dy;
+                        let sx0 = xx as isize + dx;
+                        let sx = if flip { size as isize - 1 - sx0 } else { sx0 };
+                        let inside = sy >= 0 && sx >= 0 && (sy as usize) < size && (sx as usize) < size;
+                        let p = if inside { img[ch * size * size + sy as usize * size + sx as usize] } else { 0 };
+                        x.push((p as f32 / 255.0 - self.mean[ch]) / self.std[ch]);
+                    }
+                }
+            }
+        }
+        Tensor::<4>::from_data(TensorData::new(x, [indices.len(), c, size, size]), device)
+    }
 }
+
+/// The largest shift, in pixels, of [`DataSet::augmented_batch`].
+pub const AUGMENT_SHIFT: usize = 2;
 
 /// Writers for the small data files the tests create (IDX and CIFAR-10 binary).
 pub mod write {
@@ -325,6 +358,50 @@ mod tests {
             assert_eq!(x.dims(), [2, 1, 28, 28]);
             assert_eq!(y.into_data().convert::<i64>().try_to_vec::<i64>().unwrap(), vec![0, 3]);
         }
+    }
+
+    #[test]
+    fn augmentation_mirrors_and_shifts_within_bounds() {
+        let d = tmp("augment");
+        write_idx_set(&d, 50, 20, false);
+        let mut ds = DataSet::load(&d, 10, 7).unwrap();
+        // One image with a distinct value per pixel (a ramp over x plus y).
+        let ramp: Vec<u8> = (0..784).map(|i| ((i % 28) * 8 + i / 28) as u8).collect();
+        ds.train.pixels[..784].copy_from_slice(&ramp);
+        let (mean, std) = (ds.mean[0], ds.std[0]);
+        let pixel = |v: f32| ((v * std + mean) * 255.0).round() as i32;
+        let mut kinds = std::collections::BTreeSet::new();
+        for seed in 0..40 {
+            let x = ds.augmented_batch(&ds.train, &[0], seed, &Device::flex()).into_data().try_to_vec::<f32>().unwrap();
+            assert_eq!(x.len(), 784);
+            assert_eq!(x, ds.augmented_batch(&ds.train, &[0], seed, &Device::flex()).into_data().try_to_vec::<f32>().unwrap(), "seeded");
+            // Find the shift and mirror that explain the centre pixel, then check every pixel.
+            let centre = pixel(x[14 * 28 + 14]);
+            let (sx, sy) = ((centre / 8) as isize, (centre % 8) as isize);
+            let _ = (sx, sy);
+            let mut explained = false;
+            for flip in [false, true] {
+                for dy in -2isize..=2 {
+                    for dx in -2isize..=2 {
+                        let ok = (0..28).all(|y| {
+                            (0..28).all(|xx| {
+                                let sy = y as isize + dy;
+                                let sx0 = xx as isize + dx;
+                                let sx = if flip { 27 - sx0 } else { sx0 };
+                                let want = if (0..28).contains(&sy) && (0..28).contains(&sx) { ramp[(sy * 28 + sx) as usize] as i32 } else { 0 };
+                                pixel(x[y * 28 + xx]) == want
+                            })
+                        });
+                        if ok {
+                            explained = true;
+                            kinds.insert((flip, dy, dx));
+                        }
+                    }
+                }
+            }
+            assert!(explained, "seed {seed}: not a mirror and shift of at most 2 pixels");
+        }
+        assert!(kinds.iter().any(|k| k.0) && kinds.iter().any(|k| !k.0) && kinds.len() > 10, "{kinds:?}");
     }
 
     #[test]

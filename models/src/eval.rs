@@ -1,13 +1,9 @@
-//! Measuring subnets: batch-norm recalibration, accuracy, quantization-aware fine-tuning, and the
-//! collection of (architecture, bits, accuracy) pairs for the accuracy predictor.
+//! Measuring subnets: batch-norm recalibration, accuracy, and (optionally) quantization-aware
+//! fine-tuning.
 //!
 //! Every subnet is measured the once-for-all way: its batch-norm statistics (and, quantized, its
-//! activation ranges) are recomputed on a fixed sample of training images before it is evaluated
+//! activation steps) are recomputed on a fixed sample of training images before it is evaluated
 //! on the validation split. The test split is only used for final reports.
-
-use std::io::Write;
-use std::path::Path;
-use std::time::Instant;
 
 use bitfusion_search::{Arch, Space};
 use burn::module::Module;
@@ -18,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{DataSet, Images};
 use crate::rng::Rng;
+use crate::quant::Quantizer;
 use crate::supernet::{Calibration, Mode, Plan, Supernet, Weights, forward};
 use crate::train::{correct, smoothed_targets};
 
@@ -41,7 +38,8 @@ fn chunks(n: usize, batch: usize) -> impl Iterator<Item = Vec<usize>> {
     (0..n).step_by(batch.max(1)).map(move |s| (s..(s + batch).min(n)).collect())
 }
 
-/// Recompute batch-norm statistics and activation ranges of a subnet on calibration images.
+/// Recompute batch-norm statistics (and, when `quantize`, activation steps) of a subnet on
+/// calibration images.
 pub fn calibrate(plan: &Plan, w: &Weights, data: &DataSet, cfg: &EvalConfig, quantize: bool, device: &Device) -> Calibration {
     let mut cal = Calibration::default();
     for idx in chunks(cfg.calibration_images.min(data.train.len()), cfg.batch) {
@@ -70,11 +68,15 @@ fn recalibrated_accuracy(plan: &Plan, w: &Weights, data: &DataSet, images: &Imag
     accuracy_of(plan, w, &cal, data, images, cfg, quantize, &plain)
 }
 
-/// Recalibrate and evaluate `arch` as a view of `net` (evaluated without autodiff).
+/// Recalibrate and evaluate `arch` as a view of `net` (evaluated without autodiff): in full
+/// precision (`quantize` None) or fake-quantized with the architecture's bits.
 #[allow(clippy::too_many_arguments)]
-pub fn accuracy(net: &Supernet, space: &Space, arch: &Arch, data: &DataSet, images: &Images, cfg: &EvalConfig, quantize: bool, device: &Device) -> f64 {
-    let (plan, w) = net.valid().view(space, arch);
-    recalibrated_accuracy(&plan, &w, data, images, cfg, quantize, device)
+pub fn accuracy(net: &Supernet, space: &Space, arch: &Arch, data: &DataSet, images: &Images, cfg: &EvalConfig, quantize: Option<Quantizer>, device: &Device) -> f64 {
+    let (mut plan, w) = net.valid().view(space, arch);
+    if let Some(q) = quantize {
+        plan.quantizer = q;
+    }
+    recalibrated_accuracy(&plan, &w, data, images, cfg, quantize.is_some(), device)
 }
 
 /// Quantization-aware fine-tuning of one extracted subnet.
@@ -121,114 +123,51 @@ pub fn finetuned_accuracy(
     recalibrated_accuracy(&plan, &sub.valid().view(), data, images, cfg, true, device)
 }
 
-/// One measured subnet.
+/// One cell of the post-training quantization table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Pair {
-    pub index: usize,
-    /// Canonical architecture text (with its bits; they are meaningless when not `quantized`).
-    pub arch: String,
-    pub quantized: bool,
-    pub finetune_steps: usize,
-    /// Validation accuracy (0..1).
+pub struct PtqRow {
+    /// Which network (e.g. `largest`, `middle`).
+    pub network: String,
+    /// `fp32`, or the quantizer's name.
+    pub quantizer: String,
+    /// Bits of every searchable weight and activation slot (0 for fp32); the stem, first block and
+    /// head keep the space's fixed bits.
+    pub w_bits: u32,
+    pub a_bits: u32,
     pub accuracy: f64,
-    pub seconds: f64,
 }
 
-/// How to sample pairs.
-#[derive(Clone, Debug)]
-pub struct SampleConfig {
-    pub n: usize,
-    pub seed: u64,
-    pub quantized: bool,
-    pub finetune: FinetuneConfig,
-    pub eval: EvalConfig,
-}
-
-/// The pairs already in a pair file (a torn last line from an interruption is dropped).
-pub fn read_pairs(path: &Path) -> Result<Vec<Pair>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let mut out = Vec::new();
-    for (i, l) in lines.iter().enumerate() {
-        match serde_json::from_str::<Pair>(l) {
-            Ok(p) => out.push(p),
-            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => break,
-            Err(e) => return Err(format!("{}:{}: not a pair record ({e})", path.display(), i + 1)),
-        }
-    }
-    Ok(out)
-}
-
-/// The architecture of pair `index` of a run seeded with `seed`: random choices everywhere, bits
-/// the largest when not quantized.
-pub fn pair_arch(space: &Space, seed: u64, index: usize, quantized: bool) -> Arch {
-    let mut state = Rng::stream(seed, index as u64).next_u64();
-    let mut a = Arch::random(space, &mut state);
-    if !quantized {
-        let b = *space.bits.iter().max().expect("bits");
-        for blk in a.stages.iter_mut().flatten() {
-            (blk.pw_w, blk.pw_a, blk.dw_w, blk.dw_a) = (b, b, b, b);
-        }
-    }
-    a
-}
-
-/// Measure `cfg.n` subnets of `net`, appending each to `out` as a JSON line as soon as it is
-/// measured; pairs already in `out` are skipped (resume). `net` lives on the autodiff `device`.
-pub fn sample_pairs(
+/// Post-training quantization: each network in full precision, then at every uniform (w, a) of
+/// `bits` with each quantizer, recalibrated (batch norm and steps) and measured on `images`.
+#[allow(clippy::too_many_arguments)]
+pub fn ptq_table(
     net: &Supernet,
     space: &Space,
+    networks: &[(String, Arch)],
+    bits: &[u32],
+    quantizers: &[Quantizer],
     data: &DataSet,
-    cfg: &SampleConfig,
-    out: &Path,
+    images: &Images,
+    cfg: &EvalConfig,
     device: &Device,
-    progress: &mut dyn FnMut(usize, usize, &Pair),
-) -> Result<Vec<Pair>, String> {
-    crate::train::check_data(space, data)?;
-    let mut pairs = read_pairs(out)?;
-    let done: std::collections::HashSet<usize> = pairs.iter().map(|p| p.index).collect();
-    // Rewrite the valid prefix (atomically) so a torn line never stays in the file.
-    let text: String = pairs.iter().map(|p| serde_json::to_string(p).expect("pair serialises") + "\n").collect();
-    crate::checkpoint::write_atomic(out, text.as_bytes()).map_err(|e| e.0)?;
-    let mut file = std::fs::OpenOptions::new().append(true).open(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    for index in 0..cfg.n {
-        if done.contains(&index) {
-            continue;
+    progress: &mut dyn FnMut(&PtqRow),
+) -> Vec<PtqRow> {
+    let mut rows = Vec::new();
+    for (name, arch) in networks {
+        let fp = PtqRow { network: name.clone(), quantizer: "fp32".into(), w_bits: 0, a_bits: 0, accuracy: accuracy(net, space, arch, data, images, cfg, None, device) };
+        progress(&fp);
+        rows.push(fp);
+        for &q in quantizers {
+            for &w in bits {
+                for &a in bits {
+                    let mut arch = arch.clone();
+                    crate::policy::set_uniform(&mut arch, w, a);
+                    let row = PtqRow { network: name.clone(), quantizer: q.name().into(), w_bits: w, a_bits: a, accuracy: accuracy(net, space, &arch, data, images, cfg, Some(q), device) };
+                    progress(&row);
+                    rows.push(row);
+                }
+            }
         }
-        let arch = pair_arch(space, cfg.seed, index, cfg.quantized);
-        let start = Instant::now();
-        let accuracy = if cfg.quantized {
-            finetuned_accuracy(net, space, &arch, data, &data.valid, &cfg.eval, &cfg.finetune, cfg.seed ^ index as u64, device)
-        } else {
-            accuracy(net, space, &arch, data, &data.valid, &cfg.eval, false, device)
-        };
-        let pair = Pair {
-            index,
-            arch: arch.to_text(),
-            quantized: cfg.quantized,
-            finetune_steps: if cfg.quantized { cfg.finetune.steps } else { 0 },
-            accuracy,
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        writeln!(file, "{}", serde_json::to_string(&pair).expect("pair serialises")).map_err(|e| format!("{}: {e}", out.display()))?;
-        file.flush().map_err(|e| format!("{}: {e}", out.display()))?;
-        progress(index, cfg.n, &pair);
-        pairs.push(pair);
     }
-    pairs.sort_by_key(|p| p.index);
-    Ok(pairs)
-}
-
-/// Minimum, median and maximum of the accuracies.
-pub fn spread(pairs: &[Pair]) -> Option<(f64, f64, f64)> {
-    let mut a: Vec<f64> = pairs.iter().map(|p| p.accuracy).collect();
-    if a.is_empty() {
-        return None;
-    }
-    a.sort_by(f64::total_cmp);
-    Some((a[0], a[a.len() / 2], a[a.len() - 1]))
+    rows
 }

@@ -3,19 +3,29 @@
 //! (architecture, bits, accuracy) pairs. The only crate besides `search`'s predictor users that
 //! depends on burn, so the simulator builds and tests without it.
 //!
-//! Data flows one way: [`data`] (images) -> [`supernet`] (network, views, extraction) ->
-//! [`train`] (progressive shrinking, checkpoints) -> [`eval`] (calibration, accuracy, pairs).
+//! Data flows one way: [`grid`] (quantization grids and steps) -> [`ops`] (the fused layer ops,
+//! NHWC, with hand-written backward passes) -> [`quant`] (the quantizers) -> [`supernet`]
+//! (network, views, extraction; images from [`data`]) -> [`policy`] (bit policies) -> [`train`]
+//! (progressive shrinking and the quantization-aware phase, checkpoints) -> [`eval`]
+//! (calibration, accuracy, the post-training table) -> [`pairs`] (pair files) -> [`predictor`]
+//! -> [`rerank`] (measured re-ranking of search results).
 
 pub mod checkpoint;
 pub mod data;
 pub mod eval;
+pub mod grid;
+pub mod ops;
+pub mod pairs;
+pub mod policy;
 pub mod predictor;
 pub mod quant;
+pub mod rerank;
 pub mod rng;
+mod simd;
 pub mod supernet;
 pub mod train;
 
-use burn::prelude::Device;
+pub use burn::prelude::Device;
 
 /// The training device: burn's `flex` CPU backend with autodiff (or ndarray, when the crate is
 /// built with `--no-default-features --features ndarray`).

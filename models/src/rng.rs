@@ -48,6 +48,48 @@ impl Rng {
     pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.below(items.len())]
     }
+
+    /// Gamma(shape, 1) (Marsaglia and Tsang, ACM TOMS 2000; shapes below 1 by the
+    /// `Gamma(shape + 1) * U^(1/shape)` boost).
+    pub fn gamma(&mut self, shape: f64) -> f64 {
+        if shape < 1.0 {
+            let u = self.unit().max(1e-300);
+            return self.gamma(shape + 1.0) * u.powf(1.0 / shape);
+        }
+        let d = shape - 1.0 / 3.0;
+        let c = 1.0 / (9.0 * d).sqrt();
+        loop {
+            let x = self.normal();
+            let v = (1.0 + c * x).powi(3);
+            if v <= 0.0 {
+                continue;
+            }
+            let u = self.unit().max(1e-300);
+            if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+                return d * v;
+            }
+        }
+    }
+
+    /// A probability vector from the symmetric Dirichlet(alpha) distribution over `n` outcomes.
+    pub fn dirichlet(&mut self, alpha: f64, n: usize) -> Vec<f64> {
+        let g: Vec<f64> = (0..n).map(|_| self.gamma(alpha).max(1e-300)).collect();
+        let sum: f64 = g.iter().sum();
+        g.into_iter().map(|x| x / sum).collect()
+    }
+
+    /// An index drawn with probabilities `p` (summing to 1).
+    pub fn categorical(&mut self, p: &[f64]) -> usize {
+        let u = self.unit();
+        let mut acc = 0.0;
+        for (i, &pi) in p.iter().enumerate() {
+            acc += pi;
+            if u < acc {
+                return i;
+            }
+        }
+        p.len() - 1
+    }
 }
 
 /// Fisher-Yates shuffle seeded with `seed`.
@@ -55,5 +97,36 @@ pub fn shuffle<T>(v: &mut [T], seed: u64) {
     let mut r = Rng::new(seed);
     for i in (1..v.len()).rev() {
         v.swap(i, r.below(i + 1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gamma_and_dirichlet_have_their_moments() {
+        let mut r = Rng::new(3);
+        for shape in [0.5, 1.0, 2.5] {
+            let n = 40_000;
+            let v: Vec<f64> = (0..n).map(|_| r.gamma(shape)).collect();
+            let mean = v.iter().sum::<f64>() / n as f64;
+            let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+            assert!((mean - shape).abs() < 0.03 * shape.max(1.0), "shape {shape}: mean {mean}");
+            assert!((var - shape).abs() < 0.08 * shape.max(1.0), "shape {shape}: variance {var}");
+        }
+        let p = r.dirichlet(0.5, 4);
+        assert_eq!(p.len(), 4);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12 && p.iter().all(|x| *x >= 0.0));
+        // Dirichlet(0.5, 0.5, 0.5, 0.5): each component is Beta(0.5, 1.5), mean 1/4 and variance 1/16.
+        let draws: Vec<f64> = (0..20_000).map(|_| r.dirichlet(0.5, 4)[0]).collect();
+        let m = draws.iter().sum::<f64>() / draws.len() as f64;
+        let v = draws.iter().map(|x| (x - m).powi(2)).sum::<f64>() / draws.len() as f64;
+        assert!((m - 0.25).abs() < 0.01 && (v - 1.0 / 16.0).abs() < 0.004, "{m} {v}");
+        let counts = (0..10_000).fold([0usize; 3], |mut c, _| {
+            c[r.categorical(&[0.2, 0.5, 0.3])] += 1;
+            c
+        });
+        assert!((counts[1] as f64 / 10_000.0 - 0.5).abs() < 0.02, "{counts:?}");
     }
 }

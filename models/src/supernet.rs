@@ -22,11 +22,10 @@
 use bitfusion_search::{Arch, Space};
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::activation::relu6;
-use burn::tensor::module::{batch_norm, batch_norm_train, conv2d, linear};
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::module::linear;
 
-use crate::quant;
+use crate::ops::{self, After};
+use crate::quant::{self, Quantizer};
 use crate::rng::Rng;
 
 /// Batch-norm epsilon (PyTorch's and burn's default).
@@ -102,6 +101,8 @@ pub struct ConvStep {
 pub struct Plan {
     pub convs: Vec<ConvStep>,
     pub fc_bits: u32,
+    /// How the subnet is fake-quantized when it is.
+    pub quantizer: Quantizer,
 }
 
 /// Plain tensors of one subnet's layers (views into a supernet or a [`Subnet`]'s values).
@@ -119,28 +120,29 @@ pub struct Weights {
     pub fc_b: Tensor<1>,
 }
 
-/// Batch-norm statistics and activation ranges of one subnet, in forward order: one (mean,
-/// variance) per convolution, one range per quantized input (convolutions then classifier).
+/// Batch-norm statistics and activation steps of one subnet, in forward order: one (mean,
+/// variance) per convolution, one quantization step per quantized input (convolutions then
+/// classifier).
 #[derive(Clone, Debug, Default)]
 pub struct Calibration {
     pub bn: Vec<(Tensor<1>, Tensor<1>)>,
-    pub ranges: Vec<Tensor<1>>,
-    /// Number of batches summed into `bn` and `ranges` (0 after [`Calibration::finish`]).
+    pub steps: Vec<Tensor<1>>,
+    /// Number of batches summed into `bn` and `steps` (0 after [`Calibration::finish`]).
     pending: usize,
 }
 
 /// How the forward pass normalises and quantizes.
 #[derive(Clone, Copy, Debug)]
 pub enum Mode<'a> {
-    /// Training: batch statistics; activation ranges from the batch.
+    /// Training: batch statistics; activation steps from the batch.
     Train { quantize: bool },
-    /// Evaluation with calibrated statistics and ranges.
+    /// Evaluation with calibrated statistics and steps.
     Eval { quantize: bool, calibration: &'a Calibration },
 }
 
 impl Calibration {
     /// Add one batch's statistics (recorded by [`forward`] in train mode).
-    fn add(&mut self, i: usize, bn: Option<(Tensor<1>, Tensor<1>)>, range: Option<Tensor<1>>) {
+    fn add(&mut self, i: usize, bn: Option<(Tensor<1>, Tensor<1>)>, step: Option<Tensor<1>>) {
         if let Some((m, v)) = bn {
             if self.bn.len() <= i {
                 self.bn.push((m, v));
@@ -149,11 +151,11 @@ impl Calibration {
                 self.bn[i] = (sm + m, sv + v);
             }
         }
-        if let Some(r) = range {
-            if self.ranges.len() <= i {
-                self.ranges.push(r);
+        if let Some(r) = step {
+            if self.steps.len() <= i {
+                self.steps.push(r);
             } else {
-                self.ranges[i] = self.ranges[i].clone() + r;
+                self.steps[i] = self.steps[i].clone() + r;
             }
         }
     }
@@ -162,7 +164,7 @@ impl Calibration {
     pub fn finish(mut self) -> Calibration {
         let n = self.pending.max(1) as f64;
         self.bn = self.bn.into_iter().map(|(m, v)| (m.div_scalar(n), v.div_scalar(n))).collect();
-        self.ranges = self.ranges.into_iter().map(|r| r.div_scalar(n)).collect();
+        self.steps = self.steps.into_iter().map(|r| r.div_scalar(n)).collect();
         self.pending = 0;
         self
     }
@@ -386,76 +388,104 @@ pub fn plan(space: &Space, arch: &Arch) -> Plan {
     if h.feature_mix > 0 {
         convs.push(step("feature_mix", 1, 1, true, h.bits, h.bits, false, Residual::None));
     }
-    Plan { convs, fc_bits: h.bits }
+    Plan { convs, fc_bits: h.bits, quantizer: Quantizer::default() }
 }
 
-/// The subnet's logits `[batch, classes]`. In [`Mode::Train`], batch statistics normalise and,
-/// when `record` is given, each batch's statistics and ranges are summed into it (calibration).
+/// The subnet's logits `[batch, classes]` for images `x` `[batch, channels, size, size]`. In
+/// [`Mode::Train`], batch statistics normalise and, when `record` is given, each batch's
+/// statistics (and activation steps, when quantizing) are summed into it (calibration).
+///
+/// Activations run in NHWC through the fused [`ops`] (one autodiff node per convolution, per
+/// batch norm with its ReLU6 or residual add, per fake quantization).
 pub fn forward(plan: &Plan, w: &Weights, x: Tensor<4>, mode: Mode, mut record: Option<&mut Calibration>) -> Tensor<2> {
     let quantize = match mode {
         Mode::Train { quantize } | Mode::Eval { quantize, .. } => quantize,
     };
-    // Ranges are only needed to quantize or to calibrate.
-    let need_range = quantize || record.is_some();
-    let range_of = |i: usize, x: &Tensor<4>| match mode {
-        Mode::Train { .. } if need_range => Some(quant::batch_range(x)),
-        Mode::Train { .. } => None,
-        Mode::Eval { calibration, .. } => calibration.ranges.get(i).cloned(),
-    };
-    let mut x = x;
+    let q = plan.quantizer;
+    let mut x = x.permute([0, 2, 3, 1]);
     let mut saved: Option<Tensor<4>> = None;
+    // The step of `x` when the previous layer already wrote it quantized (fused into its batch
+    // norm; ReLU6 outputs feeding a quantized layer).
+    let mut quantized_input: Option<Tensor<1>> = None;
     for (i, (s, cw)) in plan.convs.iter().zip(&w.convs).enumerate() {
         if s.residual == Residual::Save {
             saved = Some(x.clone());
         }
-        let range = range_of(i, &x);
         let mut input = x;
         let mut wt = cw.w.clone();
-        if let (true, Some(r)) = (quantize, &range) {
-            input = quant::activation(input, s.a_bits, r.clone(), s.unsigned_input);
-            wt = quant::weight(wt, s.w_bits);
-        }
-        let k = wt.dims()[2];
-        let y = conv2d(input, wt, None, ConvOptions::new([s.stride, s.stride], [k / 2, k / 2], [1, 1], s.groups));
-        let y = match mode {
-            Mode::Train { .. } => {
-                let out = batch_norm_train(y, cw.gamma.clone(), cw.beta.clone(), BN_EPS);
-                if let Some(rec) = record.as_deref_mut() {
-                    rec.add(i, Some((out.mean.detach(), out.variance.detach())), range);
+        let mut step = None;
+        if quantize {
+            let st = match quantized_input.take() {
+                Some(st) => st,
+                None => {
+                    // The activation step: the batch's while training, the calibrated one after.
+                    let st = match mode {
+                        Mode::Train { .. } => quant::activation_step(&input, s.a_bits, s.unsigned_input, q),
+                        Mode::Eval { calibration, .. } => calibration.steps[i].clone(),
+                    };
+                    input = quant::activation(input, s.a_bits, st.clone(), s.unsigned_input, q);
+                    st
                 }
-                out.output
-            }
-            Mode::Eval { calibration, .. } => {
-                let (m, v) = calibration.bn[i].clone();
-                batch_norm(y, cw.gamma.clone(), cw.beta.clone(), m, v, BN_EPS)
-            }
+            };
+            wt = quant::weight(wt, s.w_bits, q);
+            step = Some(st);
+        }
+        let y = ops::conv(input, wt, s.stride, s.groups);
+        // A ReLU6 output feeding a quantized layer is written on that layer's grid directly.
+        let next = plan.convs.get(i + 1).filter(|n| quantize && s.relu6 && n.a_bits < quant::FULL_PRECISION_BITS);
+        let (after, residual) = match (s.relu6, s.residual) {
+            (true, _) => (After::Relu6, None),
+            (false, Residual::Add) => (After::Add, saved.take()),
+            (false, _) => (After::None, None),
         };
-        let y = if s.relu6 { relu6(y) } else { y };
-        x = match (s.residual, saved.take()) {
-            (Residual::Add, Some(r)) => y + r,
-            (_, keep) => {
-                saved = keep;
-                y
+        x = match (mode, next) {
+            (Mode::Train { .. }, Some(n)) => {
+                let grid = q.activation_grid(n.a_bits, n.unsigned_input);
+                let (out, st) = ops::batch_norm_relu6_quant_train(y, cw.gamma.clone(), cw.beta.clone(), grid, q == Quantizer::MseClip, q.masks_activation_gradient());
+                if let Some(rec) = record.as_deref_mut() {
+                    rec.add(i, Some((out.mean.detach(), out.var.detach())), step);
+                }
+                quantized_input = Some(st);
+                out.y
+            }
+            (Mode::Eval { calibration, .. }, Some(n)) => {
+                let grid = q.activation_grid(n.a_bits, n.unsigned_input);
+                let (m, v) = calibration.bn[i].clone();
+                let st = calibration.steps[i + 1].clone();
+                quantized_input = Some(st.clone());
+                ops::batch_norm_relu6_quant_eval(y, cw.gamma.clone(), cw.beta.clone(), m, v, st, grid, q.masks_activation_gradient())
+            }
+            (Mode::Train { .. }, None) => {
+                let out = ops::batch_norm_train(y, cw.gamma.clone(), cw.beta.clone(), after, residual);
+                if let Some(rec) = record.as_deref_mut() {
+                    rec.add(i, Some((out.mean.detach(), out.var.detach())), step);
+                }
+                out.y
+            }
+            (Mode::Eval { calibration, .. }, None) => {
+                let (m, v) = calibration.bn[i].clone();
+                ops::batch_norm_eval(y, cw.gamma.clone(), cw.beta.clone(), m, v, after, residual)
             }
         };
     }
-    let [b, c, _, _] = x.dims();
-    let pooled = x.mean_dim(2).mean_dim(3).reshape([b, c]);
+    let [b, _, _, c] = x.dims();
+    let pooled = x.mean_dim(1).mean_dim(2).reshape([b, c]);
     let i = plan.convs.len();
-    let range = match mode {
-        Mode::Train { .. } if need_range => Some(quant::batch_range(&pooled)),
-        Mode::Train { .. } => None,
-        Mode::Eval { calibration, .. } => calibration.ranges.get(i).cloned(),
-    };
     let (mut input, mut wt) = (pooled, w.fc_w.clone());
-    if let (true, Some(r)) = (quantize, &range) {
+    let mut step = None;
+    if quantize {
         // Pooled ReLU6 features are non-negative; a head without feature mix pools a linear layer.
         let unsigned = plan.convs.last().is_some_and(|c| c.relu6);
-        input = quant::activation(input, plan.fc_bits, r.clone(), unsigned);
-        wt = quant::weight(wt, plan.fc_bits);
+        let st = match mode {
+            Mode::Train { .. } => quant::activation_step(&input, plan.fc_bits, unsigned, q),
+            Mode::Eval { calibration, .. } => calibration.steps[i].clone(),
+        };
+        input = quant::activation(input, plan.fc_bits, st.clone(), unsigned, q);
+        wt = quant::weight_linear(wt, plan.fc_bits, q);
+        step = Some(st);
     }
     if let Some(rec) = record.as_deref_mut() {
-        rec.add(i, None, range);
+        rec.add(i, None, step);
         rec.pending += 1;
     }
     linear(input, wt, Some(w.fc_b.clone()))

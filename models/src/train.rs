@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-pub use bitfusion_search::evolution::largest;
+pub use bitfusion_search::evolution::{largest, smallest};
 use bitfusion_search::{Arch, Space};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{CheckpointError, Container};
 use crate::data::DataSet;
 use crate::eval::{self, EvalConfig};
+use crate::policy;
 use crate::rng::{Rng, shuffle};
 use crate::supernet::{Mode, Supernet, forward};
 
@@ -39,6 +40,10 @@ pub enum Phase {
     Depth,
     /// Kernel sizes, depths and middle widths sampled.
     Width,
+    /// Quantization-aware: every step trains a sandwich over bits (the largest network at a
+    /// random uniform width or in full precision, the smallest at the lowest width, and random
+    /// subnets with mixed policies), distilled from the full-precision network.
+    Quant,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -62,13 +67,18 @@ pub struct TrainConfig {
     pub images_per_epoch: Option<usize>,
     /// Subnets per step in the shrinking phases (gradients summed). The first is always the
     /// largest network (the "sandwich rule" of BigNAS, Yu et al. 2020), so shrinking does not
-    /// erode the full network that the smaller subnets inherit from; the rest are random.
+    /// erode the full network that the smaller subnets inherit from; the rest are random. The
+    /// quantization-aware phase trains at least three (largest, smallest, random).
     pub subnets_per_step: usize,
     /// Weight of the distillation loss (soft cross-entropy to the teacher).
     pub kd_weight: f32,
     pub label_smoothing: f32,
     /// Also sample per-layer bits in the shrinking phases and train with fake quantization.
     pub quantized: bool,
+    /// Augment training images (random mirror and shift of up to 2 pixels; absent in older
+    /// checkpoints, which trained without).
+    #[serde(default)]
+    pub augment: bool,
     /// Validation after each epoch (largest network, recalibrated).
     pub eval: EvalConfig,
 }
@@ -80,20 +90,36 @@ impl TrainConfig {
             seed,
             batch: 64,
             phases: vec![
-                PhaseConfig { phase: Phase::Full, epochs: 4, lr: 3e-3, images: None },
-                PhaseConfig { phase: Phase::Kernel, epochs: 1, lr: 5e-4, images: Some(10_000) },
-                PhaseConfig { phase: Phase::Depth, epochs: 1, lr: 5e-4, images: Some(10_000) },
-                PhaseConfig { phase: Phase::Width, epochs: 1, lr: 5e-4, images: Some(10_000) },
+                PhaseConfig { phase: Phase::Full, epochs: 6, lr: 3e-3, images: None },
+                PhaseConfig { phase: Phase::Kernel, epochs: 1, lr: 5e-4, images: Some(SHRINK_IMAGES) },
+                PhaseConfig { phase: Phase::Depth, epochs: 1, lr: 5e-4, images: Some(SHRINK_IMAGES) },
+                PhaseConfig { phase: Phase::Width, epochs: 1, lr: 5e-4, images: Some(SHRINK_IMAGES) },
+                PhaseConfig { phase: Phase::Quant, epochs: QUANT_EPOCHS, lr: 5e-4, images: Some(QUANT_IMAGES) },
             ],
             images_per_epoch: None,
             subnets_per_step: 2,
             kd_weight: 1.0,
             label_smoothing: 0.1,
             quantized: false,
+            augment: true,
             eval: EvalConfig::default(),
         }
     }
+
+    /// Does this configuration continue `old`: the same settings, with `old`'s phases followed by
+    /// more? (A finished checkpoint then resumes into the new phases.)
+    pub fn extends(&self, old: &TrainConfig) -> bool {
+        let same = TrainConfig { phases: old.phases.clone(), ..self.clone() };
+        same == *old && self.phases.len() > old.phases.len() && self.phases[..old.phases.len()] == old.phases[..]
+    }
 }
+
+/// Training images per epoch of the default kernel, depth and width phases.
+pub const SHRINK_IMAGES: usize = 30_000;
+/// Epochs of the default quantization-aware phase.
+pub const QUANT_EPOCHS: usize = 1;
+/// Training images per epoch of the default quantization-aware phase.
+pub const QUANT_IMAGES: usize = 40_000;
 
 /// One finished epoch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -204,6 +230,44 @@ pub fn sample_subnet(space: &Space, phase: Phase, quantized: bool, rng: &mut Rng
     Arch { space: space.name.clone(), stages }
 }
 
+/// The subnets one step of `phase` trains, each with whether it is fake-quantized.
+///
+/// Full: the largest network. Shrinking phases: the largest, then random subnets of the phase
+/// (with i.i.d. bits when `cfg.quantized`). Quant: a sandwich over bits (BatchQuant, EQ-Net): the
+/// largest network in full precision (so quantization-aware training does not erode it), the
+/// largest at a uniform width drawn from the space's, the smallest at the lowest width, then
+/// random subnets with mixed policies (at least one; more when `subnets_per_step` exceeds 4).
+pub fn step_subnets(space: &Space, phase: Phase, cfg: &TrainConfig, rng: &mut Rng) -> Vec<(Arch, bool)> {
+    let max_bits = *space.bits.iter().max().expect("a space has bit choices");
+    let min_bits = *space.bits.iter().min().expect("a space has bit choices");
+    match phase {
+        Phase::Full => vec![(largest(space, max_bits), false)],
+        Phase::Quant => {
+            let mut big = largest(space, max_bits);
+            policy::uniform(&mut big, space, rng);
+            let mut out = vec![(largest(space, max_bits), false), (big, true), (smallest(space, min_bits), true)];
+            for _ in 3..cfg.subnets_per_step.max(4) {
+                let mut a = sample_subnet(space, Phase::Width, false, rng);
+                policy::mixed(&mut a, space, policy::DIRICHLET_ALPHA, rng);
+                out.push((a, true));
+            }
+            out
+        }
+        _ => {
+            let n = cfg.subnets_per_step.max(1);
+            let mut out = Vec::with_capacity(n);
+            for k in 0..n {
+                if k == 0 && n > 1 {
+                    out.push((largest(space, max_bits), false));
+                } else {
+                    out.push((sample_subnet(space, phase, cfg.quantized, rng), cfg.quantized));
+                }
+            }
+            out
+        }
+    }
+}
+
 /// One-hot targets with label smoothing, `[b, classes]`.
 pub fn smoothed_targets(labels: &[u8], classes: usize, smoothing: f32, device: &Device) -> Tensor<2> {
     let off = smoothing / classes as f32;
@@ -258,8 +322,15 @@ pub fn train(
         if state.space_hash != space.hash() {
             return Err(ck_err(format!("the checkpoint is of space '{}' (hash {}), not of the space given (hash {}); remove it or pass another --out", state_space_name(&state), &state.space_hash[..12], &space.hash()[..12]), ckpt));
         }
+        let mut state = state;
         if state.config != *cfg {
-            return Err(ck_err("the checkpoint was trained with a different configuration (seed, batch or schedule); remove it to start again", ckpt));
+            if !cfg.extends(&state.config) {
+                return Err(ck_err("the checkpoint was trained with a different configuration (seed, batch or schedule); remove it to start again", ckpt));
+            }
+            // New phases after the checkpoint's: continue into them (the test accuracy is measured
+            // again at the end).
+            state.config = cfg.clone();
+            state.test_accuracy = None;
         }
         let net = load_module(Supernet::new(space, cfg.seed, device), c.section("net").ok_or_else(|| ck_err("no network section", ckpt))?, ckpt)?;
         let teacher = match c.section("teacher") {
@@ -282,7 +353,6 @@ pub fn train(
         };
         (Supernet::new(space, cfg.seed, device), state, None, None)
     };
-    let max_bits = *space.bits.iter().max().expect("a space has bit choices");
     let mut done_here = 0;
     while state.phase < cfg.phases.len() {
         let pc = cfg.phases[state.phase].clone();
@@ -306,7 +376,11 @@ pub fn train(
             let start = Instant::now();
             for s in 0..steps {
                 let idx = &order[s * cfg.batch..(s + 1) * cfg.batch];
-                let (x, _) = data.batch(&data.train, idx, device);
+                let x = if cfg.augment {
+                    data.augmented_batch(&data.train, idx, cfg.seed ^ 0xa0_9e17 ^ state.step.wrapping_mul(0x9e37_79b9), device)
+                } else {
+                    data.batch(&data.train, idx, device).0
+                };
                 let labels: Vec<u8> = idx.iter().map(|&i| data.train.labels[i]).collect();
                 let targets = smoothed_targets(&labels, space.head.classes as usize, cfg.label_smoothing, device);
                 let soft = teacher.as_ref().map(|t| {
@@ -314,12 +388,12 @@ pub fn train(
                     softmax(forward(&plan, &w, x.clone(), Mode::Train { quantize: false }, None), 1).detach()
                 });
                 let mut rng = Rng::stream(cfg.seed, state.step);
-                let n_sub = if pc.phase == Phase::Full { 1 } else { cfg.subnets_per_step.max(1) };
+                let subnets = step_subnets(space, pc.phase, cfg, &mut rng);
+                let n_sub = subnets.len();
                 let mut total: Option<Tensor<1>> = None;
-                for k in 0..n_sub {
-                    let arch = if k == 0 && n_sub > 1 { largest(space, max_bits) } else { sample_subnet(space, pc.phase, cfg.quantized, &mut rng) };
+                for (arch, quantize) in subnets {
                     let (plan, w) = net.view(space, &arch);
-                    let logits = forward(&plan, &w, x.clone(), Mode::Train { quantize: cfg.quantized && pc.phase != Phase::Full }, None);
+                    let logits = forward(&plan, &w, x.clone(), Mode::Train { quantize }, None);
                     right += correct(logits.clone().detach(), &labels);
                     seen += labels.len();
                     let mut loss = cross_entropy_with_logits(logits.clone(), targets.clone());
@@ -361,7 +435,7 @@ pub fn train(
                 images_per_second: (steps * cfg.batch) as f64 / seconds.max(1e-9),
                 note: "validating",
             });
-            let valid_accuracy = eval::accuracy(&net, space, &largest(space, 32), data, &data.valid, &cfg.eval, false, device);
+            let valid_accuracy = eval::accuracy(&net, space, &largest(space, 32), data, &data.valid, &cfg.eval, None, device);
             state.history.push(EpochLog {
                 phase: pc.phase,
                 epoch: state.epoch,
@@ -385,7 +459,7 @@ pub fn train(
                 sections.push(("teacher".to_string(), record_bytes(t.clone(), ckpt)?));
             }
             if state.phase == cfg.phases.len() {
-                state.test_accuracy = Some(eval::accuracy(&net, space, &largest(space, 32), data, &data.test, &cfg.eval, false, device));
+                state.test_accuracy = Some(eval::accuracy(&net, space, &largest(space, 32), data, &data.test, &cfg.eval, None, device));
             }
             let header = serde_json::to_string_pretty(&state).expect("state serialises");
             Container { header, sections }.save(ckpt)?;
@@ -493,12 +567,15 @@ bits = 8
                 PhaseConfig { phase: Phase::Full, epochs: 2, lr: 5e-3, images: None },
                 PhaseConfig { phase: Phase::Kernel, epochs: 1, lr: 1e-3, images: Some(128) },
                 PhaseConfig { phase: Phase::Width, epochs: 2, lr: 1e-3, images: Some(128) },
+                PhaseConfig { phase: Phase::Quant, epochs: 1, lr: 1e-3, images: Some(128) },
             ],
             images_per_epoch: None,
             subnets_per_step: 2,
             kd_weight: 1.0,
             label_smoothing: 0.1,
             quantized: true,
+            // The toy classes are bar positions, which mirroring and shifting would change.
+            augment: false,
             eval: EvalConfig { calibration_images: 128, eval_images: None, batch: 128 },
         }
     }
@@ -507,6 +584,7 @@ bits = 8
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::Quantizer;
 
     fn tmp(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("bf-train-{}-{name}", std::process::id()));
@@ -529,8 +607,8 @@ mod tests {
         let cfg = toy::config(5);
         let dev = crate::device();
         let whole = train(&space, &data, &cfg, &d.join("a.ckpt"), &dev, None, &mut |_| {}).unwrap();
-        // Interrupt after each of the first epochs (mid-phase, at a phase boundary, in the width
-        // phase), resuming every time from the checkpoint.
+        // Interrupt after each epoch (mid-phase, at phase boundaries, in the width and the
+        // quantization-aware phases), resuming every time from the checkpoint.
         let mut runs = 0;
         loop {
             let t = train(&space, &data, &cfg, &d.join("b.ckpt"), &dev, Some(1), &mut |_| {}).unwrap();
@@ -542,7 +620,7 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(runs, 5);
+        assert_eq!(runs, 6);
         // The checkpoint round-trips: loading gives the same network and state.
         let loaded = load(&d.join("a.ckpt"), &dev).unwrap();
         assert_eq!(params(&loaded.net), params(&whole.net));
@@ -560,6 +638,53 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_checkpoint_extends_into_the_quantization_aware_phase() {
+        let d = tmp("extend");
+        let data = toy::data(&d.join("data"), 320, 64);
+        let space = toy::space();
+        let cfg = toy::config(9);
+        let dev = crate::device();
+        let whole = train(&space, &data, &cfg, &d.join("whole.ckpt"), &dev, None, &mut |_| {}).unwrap();
+        // The same schedule without its last (quantization-aware) phase, finished, then extended.
+        let mut short = cfg.clone();
+        short.phases.pop();
+        let first = train(&space, &data, &short, &d.join("ext.ckpt"), &dev, None, &mut |_| {}).unwrap();
+        assert!(first.state.test_accuracy.is_some());
+        assert!(cfg.extends(&short) && !short.extends(&cfg) && !cfg.extends(&cfg));
+        let extended = train(&space, &data, &cfg, &d.join("ext.ckpt"), &dev, None, &mut |_| {}).unwrap();
+        assert_eq!(extended.state.phase, cfg.phases.len());
+        assert_eq!(extended.state.history.len(), whole.state.history.len());
+        assert_eq!(params(&extended.net), params(&whole.net));
+        assert_eq!(extended.state.test_accuracy, whole.state.test_accuracy);
+        // Another seed is not an extension.
+        let mut other = toy::config(10);
+        other.phases = cfg.phases.clone();
+        assert!(train(&space, &data, &other, &d.join("ext.ckpt"), &dev, None, &mut |_| {}).err().unwrap().0.contains("different configuration"));
+    }
+
+    #[test]
+    fn the_quantization_aware_step_is_a_sandwich_over_bits() {
+        let space = Space::load("micro").unwrap();
+        let cfg = TrainConfig::micro_default(1);
+        let mut widths = std::collections::BTreeSet::new();
+        for step in 0..200 {
+            let subnets = step_subnets(&space, Phase::Quant, &cfg, &mut Rng::stream(1, step));
+            assert_eq!(subnets.len(), 4);
+            assert_eq!(subnets[0], (largest(&space, 8), false), "the full-precision largest network is in every step");
+            let (big, q) = &subnets[1];
+            assert!(*q);
+            let mut uniform = big.clone();
+            let b = big.stages[0][0].pw_w;
+            policy::set_uniform(&mut uniform, b, b);
+            assert_eq!(*big, uniform, "the quantized largest network has one width everywhere");
+            widths.insert(b);
+            assert_eq!(subnets[2], (smallest(&space, 2), true));
+            assert!(subnets[3].1);
+        }
+        assert_eq!(widths.into_iter().collect::<Vec<_>>(), vec![2, 4, 6, 8]);
+    }
+
+    #[test]
     fn eight_bits_cost_little_accuracy_and_two_bits_more() {
         let d = tmp("bits");
         let data = toy::data(&d.join("data"), 640, 256);
@@ -570,8 +695,9 @@ mod tests {
         let dev = crate::device();
         let t = train(&space, &data, &cfg, &d.join("q.ckpt"), &dev, None, &mut |_| {}).unwrap();
         let eval_cfg = EvalConfig { calibration_images: 256, eval_images: None, batch: 256 };
-        let acc = |bits: u32, quantize: bool| eval::accuracy(&t.net, &space, &largest(&space, bits), &data, &data.test, &eval_cfg, quantize, &dev);
-        let (fp, q8, q2) = (acc(8, false), acc(8, true), acc(2, true));
+        let acc = |bits: u32, quantize: Option<Quantizer>| eval::accuracy(&t.net, &space, &largest(&space, bits), &data, &data.test, &eval_cfg, quantize, &dev);
+        let q = Some(Quantizer::MseClip);
+        let (fp, q8, q2) = (acc(8, None), acc(8, q), acc(2, q));
         assert!(fp > 0.9, "fp32 {fp}");
         assert!((fp - q8).abs() <= 0.03, "fp32 {fp}, 8-bit {q8}");
         assert!(fp - q2 > (fp - q8).abs() + 0.05, "fp32 {fp}, 8-bit {q8}, 2-bit {q2}");

@@ -525,7 +525,7 @@ fn draw_grouped<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, g: &Grouped) 
 }
 
 mod search;
-pub use search::{LayerChoice, SearchPoint, plot_arch, plot_pareto, plot_transfer};
+pub use search::{LayerChoice, SearchPoint, TransferBand, front_max, plot_arch, plot_pareto, plot_transfer};
 
 #[cfg(test)]
 mod tests {

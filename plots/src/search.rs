@@ -4,7 +4,8 @@
 
 use super::*;
 
-/// One searched or baseline architecture.
+/// One searched or baseline architecture: its predicted accuracy and, once measured, its
+/// measured (test-split) accuracy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SearchPoint {
     pub method: String,
@@ -21,6 +22,15 @@ struct Fronts<'a> {
     points: &'a [SearchPoint],
 }
 
+/// The points of `pts` (x lower is better, y higher is better) that no other point beats in
+/// both, sorted by x: a method's front.
+pub fn front_max(pts: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let flipped: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, -p.1)).collect();
+    front_2d(&flipped).into_iter().map(|p| (p.0, -p.1)).collect()
+}
+
+/// Every method its own colour; measured points filled with their front as a solid line,
+/// predicted points hollow with their front dashed.
 fn draw_fronts<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, f: &Fronts) -> DrawResult {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let xs: Vec<f64> = f.points.iter().map(f.x).collect();
@@ -39,16 +49,16 @@ fn draw_fronts<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, f: &Fronts) ->
     for (i, m) in methods.iter().enumerate() {
         let style = method_style(i);
         let colour = style.colour;
-        let mut pts: Vec<(f64, f64)> = f.points.iter().filter(|p| p.method == *m).map(|p| ((f.x)(p), p.predicted * 100.0)).collect();
-        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-        if pts.len() > 1 {
-            chart.draw_series(LineSeries::new(front_2d(&pts), colour.mix(0.5).stroke_width(1))).map_err(|e| e.to_string())?;
+        let pts: Vec<(f64, f64)> = f.points.iter().filter(|p| p.method == *m).map(|p| ((f.x)(p), p.predicted * 100.0)).collect();
+        let front = front_max(&pts);
+        if front.len() > 1 {
+            chart.draw_series(DashedLineSeries::new(front, 6, 4, colour.mix(0.6).stroke_width(1))).map_err(|e| e.to_string())?;
         }
         let predicted = move |p: (f64, f64)| -> DynElement<'static, DB, (f64, f64)> {
-            if style.second_round { Cross::new(p, 6, colour.stroke_width(3)).into_dyn() } else { Circle::new(p, 5, colour.filled()).into_dyn() }
+            if style.second_round { Cross::new(p, 5, colour.mix(0.7).stroke_width(1)).into_dyn() } else { Circle::new(p, 5, colour.mix(0.7).stroke_width(1)).into_dyn() }
         };
         let predicted_key = move |p: (i32, i32)| -> DynElement<'static, DB, (i32, i32)> {
-            if style.second_round { Cross::new(p, 6, colour.stroke_width(3)).into_dyn() } else { Circle::new(p, 5, colour.filled()).into_dyn() }
+            if style.second_round { Cross::new(p, 5, colour.mix(0.7).stroke_width(1)).into_dyn() } else { Circle::new(p, 5, colour.mix(0.7).stroke_width(1)).into_dyn() }
         };
         chart
             .draw_series(pts.iter().map(|p| predicted(*p)))
@@ -57,11 +67,15 @@ fn draw_fronts<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, f: &Fronts) ->
             .legend(move |(x, y)| predicted_key((x + 10, y)));
         let measured: Vec<(f64, f64)> = f.points.iter().filter(|p| p.method == *m).filter_map(|p| p.measured.map(|a| ((f.x)(p), a * 100.0))).collect();
         if !measured.is_empty() {
+            let front = front_max(&measured);
+            if front.len() > 1 {
+                chart.draw_series(LineSeries::new(front, colour.stroke_width(2))).map_err(|e| e.to_string())?;
+            }
             let marker = move |p: (f64, f64)| -> DynElement<'static, DB, (f64, f64)> {
-                if style.second_round { Circle::new(p, 7, colour.stroke_width(2)).into_dyn() } else { TriangleMarker::new(p, 7, colour.stroke_width(2)).into_dyn() }
+                if style.second_round { TriangleMarker::new(p, 7, colour.filled()).into_dyn() } else { Circle::new(p, 5, colour.filled()).into_dyn() }
             };
             let marker_key = move |p: (i32, i32)| -> DynElement<'static, DB, (i32, i32)> {
-                if style.second_round { Circle::new(p, 7, colour.stroke_width(2)).into_dyn() } else { TriangleMarker::new(p, 7, colour.stroke_width(2)).into_dyn() }
+                if style.second_round { TriangleMarker::new(p, 7, colour.filled()).into_dyn() } else { Circle::new(p, 5, colour.filled()).into_dyn() }
             };
             chart
                 .draw_series(measured.iter().map(|p| marker(*p)))
@@ -70,7 +84,7 @@ fn draw_fronts<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, f: &Fronts) ->
                 .legend(move |(x, y)| marker_key((x + 10, y)));
         }
     }
-    draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 13)?;
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 12)?;
     Ok(())
 }
 
@@ -87,18 +101,23 @@ fn method_style(i: usize) -> MethodStyle {
     MethodStyle { colour: SERIES[i % SERIES.len()], second_round: (i / SERIES.len()) % 2 == 1 }
 }
 
-/// Accuracy vs latency and accuracy vs energy, every method its own series.
-pub fn plot_pareto(out: &Path, points: &[SearchPoint]) -> Result<Vec<PathBuf>, PlotError> {
+/// Accuracy vs latency (the latency-budget searches' points) and accuracy vs energy (the
+/// energy-budget searches'), every method its own series; an empty set skips its chart.
+pub fn plot_pareto(out: &Path, latency_points: &[SearchPoint], energy_points: &[SearchPoint]) -> Result<Vec<PathBuf>, PlotError> {
     init_font()?;
-    if points.is_empty() {
+    if latency_points.is_empty() && energy_points.is_empty() {
         return Err(perr("no search points to plot"));
     }
     std::fs::create_dir_all(out).map_err(|e| perr(format!("cannot create {}: {e}", out.display())))?;
     let mut files = Vec::new();
-    let lat = Fronts { title: "accuracy vs latency".into(), x_desc: "latency (ms)", x: |p| p.latency_ms, points };
-    files.extend(both!(&out.join("pareto_latency"), (1000, 700), draw_fronts, &lat));
-    let en = Fronts { title: "accuracy vs energy".into(), x_desc: "energy (mJ)", x: |p| p.energy_mj, points };
-    files.extend(both!(&out.join("pareto_energy"), (1000, 700), draw_fronts, &en));
+    if !latency_points.is_empty() {
+        let lat = Fronts { title: "accuracy vs latency (latency budgets)".into(), x_desc: "latency (ms)", x: |p| p.latency_ms, points: latency_points };
+        files.extend(both!(&out.join("pareto_latency"), (1100, 750), draw_fronts, &lat));
+    }
+    if !energy_points.is_empty() {
+        let en = Fronts { title: "accuracy vs energy (energy budgets)".into(), x_desc: "energy (mJ)", x: |p| p.energy_mj, points: energy_points };
+        files.extend(both!(&out.join("pareto_energy"), (1100, 750), draw_fronts, &en));
+    }
     Ok(files)
 }
 
@@ -179,41 +198,57 @@ pub fn plot_arch(out: &Path, stem: &str, title: &str, layers: &[LayerChoice]) ->
     Ok(both!(&out.join(stem), (1200, 700), draw_arch, &c))
 }
 
+/// One point of the transfer curve: pairwise ranking accuracy of quantized predictors trained on
+/// `pairs` quantized pairs, from scratch and transferred, each as (mean, lowest, highest) over
+/// seeds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TransferBand {
+    pub pairs: usize,
+    pub scratch: (f64, f64, f64),
+    pub transferred: (f64, f64, f64),
+}
+
 struct Transfer<'a> {
-    points: &'a [(usize, f64, f64)],
+    title: &'a str,
+    points: &'a [TransferBand],
 }
 
 fn draw_transfer<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, t: &Transfer) -> DrawResult {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let x1 = t.points.iter().map(|p| p.0).max().unwrap_or(1) as f64;
-    let ys: Vec<f64> = t.points.iter().flat_map(|p| [p.1 * 100.0, p.2 * 100.0]).collect();
+    let x1 = t.points.iter().map(|p| p.pairs).max().unwrap_or(1) as f64;
+    let ys: Vec<f64> = t.points.iter().flat_map(|p| [p.scratch.1, p.scratch.2, p.transferred.1, p.transferred.2]).map(|v| v * 100.0).collect();
     let (y0, y1) = ys.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
     let mut chart = ChartBuilder::on(root)
-        .caption("predictor transfer: pairwise accuracy vs quantized training pairs", ("sans-serif", 20))
+        .caption(t.title, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(65)
-        .build_cartesian_2d(0f64..x1 * 1.05, padded(y0, y1))
+        .build_cartesian_2d((1f64..x1 * 1.3).log_scale(), padded(y0, y1))
         .map_err(|e| e.to_string())?;
-    chart.configure_mesh().x_desc("quantized (architecture, bits, accuracy) pairs").y_desc("pairwise ranking accuracy (%)").label_style(("sans-serif", 14)).draw().map_err(|e| e.to_string())?;
+    chart.configure_mesh().x_desc("quantized (architecture, bits, accuracy) training pairs (log scale)").y_desc("pairwise ranking accuracy on held-out pairs (%)").label_style(("sans-serif", 14)).draw().map_err(|e| e.to_string())?;
     for (k, label) in [(0usize, "from scratch"), (1, "transferred from fp32")] {
         let colour = SERIES[k];
-        let pts: Vec<(f64, f64)> = t.points.iter().map(|p| (p.0 as f64, if k == 0 { p.1 } else { p.2 } * 100.0)).collect();
-        chart.draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2))).map_err(|e| e.to_string())?.label(label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+        let get = |p: &TransferBand| if k == 0 { p.scratch } else { p.transferred };
+        // The band: lowest to highest over seeds.
+        let mut band: Vec<(f64, f64)> = t.points.iter().map(|p| (p.pairs as f64, get(p).2 * 100.0)).collect();
+        band.extend(t.points.iter().rev().map(|p| (p.pairs as f64, get(p).1 * 100.0)));
+        chart.draw_series(std::iter::once(Polygon::new(band, colour.mix(0.18).filled()))).map_err(|e| e.to_string())?;
+        let pts: Vec<(f64, f64)> = t.points.iter().map(|p| (p.pairs as f64, get(p).0 * 100.0)).collect();
+        chart.draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2))).map_err(|e| e.to_string())?.label(format!("{label} (mean; band: min..max over seeds)")).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
         chart.draw_series(pts.iter().map(|p| Circle::new(*p, 5, colour.filled()))).map_err(|e| e.to_string())?;
     }
     draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 14)?;
     Ok(())
 }
 
-/// The transfer curve: (pairs, scratch pairwise accuracy, transferred pairwise accuracy).
-pub fn plot_transfer(out: &Path, points: &[(usize, f64, f64)]) -> Result<Vec<PathBuf>, PlotError> {
+/// The transfer curve with its bands, into `<stem>.png` and `.svg`.
+pub fn plot_transfer(out: &Path, stem: &str, title: &str, points: &[TransferBand]) -> Result<Vec<PathBuf>, PlotError> {
     init_font()?;
     if points.is_empty() {
         return Err(perr("no transfer points to plot"));
     }
     std::fs::create_dir_all(out).map_err(|e| perr(format!("cannot create {}: {e}", out.display())))?;
-    Ok(both!(&out.join("transfer"), (950, 650), draw_transfer, &Transfer { points }))
+    Ok(both!(&out.join(stem), (950, 650), draw_transfer, &Transfer { title, points }))
 }
 
 #[cfg(test)]
@@ -222,6 +257,13 @@ mod tests {
 
     /// The shipped run has nine methods; with predicted and measured points each, no two of twenty
     /// methods may share a colour and a marker.
+    #[test]
+    fn a_methods_front_keeps_the_points_nothing_beats() {
+        // (latency, accuracy): lower latency and higher accuracy are better.
+        let pts = [(1.0, 80.0), (2.0, 85.0), (2.5, 84.0), (3.0, 90.0), (1.5, 79.0)];
+        assert_eq!(front_max(&pts), vec![(1.0, 80.0), (2.0, 85.0), (3.0, 90.0)]);
+    }
+
     #[test]
     fn twenty_methods_look_different() {
         let styles: Vec<MethodStyle> = (0..20).map(method_style).collect();

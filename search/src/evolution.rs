@@ -25,6 +25,12 @@ pub trait Predictor: Sync {
     fn predict(&self, archs: &[Arch]) -> Vec<f64>;
 }
 
+impl<P: Predictor + ?Sized> Predictor for &P {
+    fn predict(&self, archs: &[Arch]) -> Vec<f64> {
+        (**self).predict(archs)
+    }
+}
+
 /// A search error phrased for the user on one line.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]
@@ -56,11 +62,19 @@ pub struct EvoConfig {
     pub mutate_prob: f64,
     pub generations: usize,
     pub seed: u64,
+    /// How many of the best distinct feasible candidates a search returns beside its winner (for
+    /// measured re-ranking).
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+}
+
+fn default_top_k() -> usize {
+    5
 }
 
 impl Default for EvoConfig {
     fn default() -> EvoConfig {
-        EvoConfig { population: 100, parents: 25, mutations: 50, crossovers: 50, mutate_prob: 0.1, generations: 500, seed: 1 }
+        EvoConfig { population: 100, parents: 25, mutations: 50, crossovers: 50, mutate_prob: 0.1, generations: 500, seed: 1, top_k: default_top_k() }
     }
 }
 
@@ -112,6 +126,12 @@ pub fn middle(space: &Space, bits: u32) -> Arch {
         |m| m[m.len() / 2],
         bits,
     )
+}
+
+/// The smallest architecture: fewest blocks, smallest kernel and width, at uniform `bits`.
+pub fn smallest(space: &Space, bits: u32) -> Arch {
+    let k = *space.kernels.iter().min().expect("kernels");
+    uniform(space, |_| space.stages.iter().map(|st| *st.depths.iter().min().expect("depths") as usize).collect(), k, |m| *m.iter().min().expect("mids"), bits)
 }
 
 fn uniform(space: &Space, depths: impl Fn(&Space) -> Vec<usize>, kernel: u32, mid: impl Fn(&[u32]) -> u32, bits: u32) -> Arch {
@@ -415,6 +435,9 @@ pub fn check_feasible(space: &Space, lut: &Lut, f: &Freedom, b: &Budget) -> Resu
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Outcome {
     pub best: Candidate,
+    /// The best distinct feasible candidates it evaluated, best first (at most `top_k`; `best` is
+    /// the first).
+    pub top: Vec<Candidate>,
     /// Best predicted accuracy after each generation.
     pub history: Vec<f64>,
     pub queries: usize,
@@ -446,6 +469,58 @@ fn anchor(space: &Space, lut: &Lut, f: &Freedom, b: &Budget) -> Result<Arch, Sea
     Ok(a)
 }
 
+/// The `k` best distinct candidates by predicted accuracy (ties: lower latency, then text).
+pub fn best_distinct(candidates: impl IntoIterator<Item = Candidate>, k: usize) -> Vec<Candidate> {
+    let mut all: Vec<Candidate> = candidates.into_iter().collect();
+    all.sort_by(|x, y| y.accuracy.total_cmp(&x.accuracy).then_with(|| x.latency_ms.total_cmp(&y.latency_ms)).then_with(|| x.arch.to_text().cmp(&y.arch.to_text())));
+    all.dedup_by(|a, b| a.arch == b.arch);
+    let mut seen = std::collections::HashSet::new();
+    all.into_iter().filter(|c| seen.insert(c.arch.clone())).take(k.max(1)).collect()
+}
+
+/// The uniform-precision architectures of the space's presets (largest, middle, smallest at each
+/// width) as `f` allows them: the dimensions `f` fixes come from its base. Searches start from the
+/// ones that fit, so a search never misses a point its restricted baselines would find.
+pub fn anchors(space: &Space, f: &Freedom) -> Vec<Arch> {
+    let top = *space.bits.iter().max().expect("bits");
+    let mut out: Vec<Arch> = Vec::new();
+    for template in [largest(space, top), middle(space, top), smallest(space, top)] {
+        let widths: Vec<u32> = if f.bits { space.bits.clone() } else { vec![0] };
+        for b in widths {
+            let stages = (0..space.stages.len())
+                .map(|s| {
+                    let depth = if f.arch { template.stages[s].len() } else { f.base.stages[s].len() };
+                    (0..depth)
+                        .map(|i| {
+                            let slot = space.slots().into_iter().find(|x| x.stage == s && x.index == i).expect("slot");
+                            let mut blk = f.base.stages[s].get(i).copied().unwrap_or_else(|| {
+                                let first = f.base.stages[s][0];
+                                Block { kernel: *space.kernels.iter().max().expect("kernels"), mid: *slot.mids.last().expect("mids"), ..first }
+                            });
+                            let t = template.stages[s].get(i).copied().unwrap_or(Block { kernel: blk.kernel, mid: *slot.mids.last().expect("mids"), ..blk });
+                            if f.arch {
+                                blk.kernel = t.kernel;
+                            }
+                            if f.width {
+                                blk.mid = t.mid;
+                            }
+                            if f.bits {
+                                (blk.pw_w, blk.pw_a, blk.dw_w, blk.dw_a) = (b, b, b, b);
+                            }
+                            blk
+                        })
+                        .collect()
+                })
+                .collect();
+            let a = Arch { space: space.name.clone(), stages };
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    out
+}
+
 /// Constrained evolution: the best predicted accuracy within `budget`.
 pub fn evolve(ev: &mut Evaluator, f: &Freedom, b: &Budget, cfg: &EvoConfig) -> Result<Outcome, SearchError> {
     let start = std::time::Instant::now();
@@ -453,11 +528,26 @@ pub fn evolve(ev: &mut Evaluator, f: &Freedom, b: &Budget, cfg: &EvoConfig) -> R
     let anchor = anchor(space, ev.lut, f, b)?;
     let mut rng = Rng(cfg.seed ^ 0xe7037ed1a0b428db);
     let mut pop = Vec::with_capacity(cfg.population);
-    for _ in 0..cfg.population {
+    // The feasible anchors first (at most a quarter of the population), then random feasible ones.
+    for a in anchors(space, f) {
+        if pop.len() < cfg.population / 4 && ev.fits(&a, b)? {
+            pop.push(a);
+        }
+    }
+    while pop.len() < cfg.population.max(1) {
         pop.push(feasible(ev, f, b, &anchor, cfg.mutate_prob, &mut rng, &|r| random_arch(space, f, r))?);
     }
     let mut history = Vec::new();
     let mut scored = ev.evaluate(&pop)?;
+    let mut archive: HashMap<Arch, Candidate> = HashMap::new();
+    let keep = |c: &[Candidate], archive: &mut HashMap<Arch, Candidate>| {
+        for x in c {
+            if !archive.contains_key(&x.arch) && ev_fits(x, b) {
+                archive.insert(x.arch.clone(), x.clone());
+            }
+        }
+    };
+    keep(&scored, &mut archive);
     let mut best: Option<Candidate> = None;
     for _ in 0..cfg.generations {
         scored.sort_by(|x, y| y.accuracy.total_cmp(&x.accuracy).then_with(|| x.latency_ms.total_cmp(&y.latency_ms)));
@@ -476,24 +566,38 @@ pub fn evolve(ev: &mut Evaluator, f: &Freedom, b: &Budget, cfg: &EvoConfig) -> R
             next.push(feasible(ev, f, b, &x, cfg.mutate_prob, &mut rng, &|r| crossover(&x, &y, r))?);
         }
         scored = ev.evaluate(&next)?;
+        keep(&scored, &mut archive);
     }
     scored.sort_by(|x, y| y.accuracy.total_cmp(&x.accuracy).then_with(|| x.latency_ms.total_cmp(&y.latency_ms)));
     if best.as_ref().is_none_or(|bst| scored[0].accuracy > bst.accuracy) {
         best = Some(scored[0].clone());
     }
-    Ok(Outcome { best: best.expect("a population"), history, queries: ev.queries, seconds: start.elapsed().as_secs_f64() })
+    let best = best.expect("a population");
+    let mut top = best_distinct(archive.into_values(), cfg.top_k);
+    if top.first().is_none_or(|t| t.arch != best.arch) {
+        top.insert(0, best.clone());
+        top.truncate(cfg.top_k.max(1));
+    }
+    Ok(Outcome { best, top, history, queries: ev.queries, seconds: start.elapsed().as_secs_f64() })
 }
 
-/// Random search with `queries` predictor queries (feasible samples only).
-pub fn random_search(ev: &mut Evaluator, f: &Freedom, b: &Budget, queries: usize, seed: u64) -> Result<Outcome, SearchError> {
+/// Does a candidate meet the budget?
+fn ev_fits(c: &Candidate, b: &Budget) -> bool {
+    b.latency_ms.is_none_or(|x| c.latency_ms <= x) && b.energy_mj.is_none_or(|x| c.energy_mj <= x)
+}
+
+/// Random search with `queries` predictor queries (feasible samples only); returns the `top_k`
+/// best.
+pub fn random_search(ev: &mut Evaluator, f: &Freedom, b: &Budget, queries: usize, seed: u64, top_k: usize) -> Result<Outcome, SearchError> {
     let start = std::time::Instant::now();
     let anchor = anchor(ev.space, ev.lut, f, b)?;
     let mut rng = Rng(seed ^ 0x2545f4914f6cdd1d);
     let space = ev.space;
     let archs: Vec<Arch> = (0..queries.max(1)).map(|_| feasible(ev, f, b, &anchor, 0.1, &mut rng, &|r| random_arch(space, f, r))).collect::<Result<_, _>>()?;
     let scored = ev.evaluate(&archs)?;
-    let best = scored.iter().max_by(|x, y| x.accuracy.total_cmp(&y.accuracy).then_with(|| y.latency_ms.total_cmp(&x.latency_ms))).expect("samples").clone();
-    Ok(Outcome { best, history: Vec::new(), queries: ev.queries, seconds: start.elapsed().as_secs_f64() })
+    let top = best_distinct(scored.into_iter().filter(|c| ev_fits(c, b)), top_k);
+    let best = top.first().cloned().ok_or_else(|| SearchError("random search found no feasible architecture".into()))?;
+    Ok(Outcome { best, top, history: Vec::new(), queries: ev.queries, seconds: start.elapsed().as_secs_f64() })
 }
 
 /// Does `a` dominate `b` (accuracy up, latency and energy down; better in one)?
@@ -647,7 +751,8 @@ pub fn pareto_seeded(ev: &mut Evaluator, f: &Freedom, b: &Budget, cfg: &EvoConfi
     archived.sort_by_key(|c| c.arch.to_text());
     let front = non_dominated(&archived);
     let best = front.iter().max_by(|x, y| x.accuracy.total_cmp(&y.accuracy)).expect("a front").clone();
-    Ok((front, Outcome { best, history, queries: ev.queries, seconds: start.elapsed().as_secs_f64() }))
+    let top = best_distinct(front.iter().cloned(), cfg.top_k);
+    Ok((front, Outcome { best, top, history, queries: ev.queries, seconds: start.elapsed().as_secs_f64() }))
 }
 
 /// A predictor from a function (tests, baselines with a known landscape).

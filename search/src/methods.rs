@@ -19,6 +19,9 @@ pub struct MethodResult {
     pub method: String,
     /// None when the method cannot meet the budget.
     pub best: Option<Candidate>,
+    /// Its best distinct feasible candidates by predicted accuracy (at most `EvoConfig::top_k`;
+    /// `best` first), for measured re-ranking.
+    pub top: Vec<Candidate>,
     pub queries: usize,
     pub seconds: f64,
     pub note: String,
@@ -26,8 +29,8 @@ pub struct MethodResult {
 
 fn result(method: &str, out: Result<Outcome, SearchError>) -> MethodResult {
     match out {
-        Ok(o) => MethodResult { method: method.into(), best: Some(o.best), queries: o.queries, seconds: o.seconds, note: String::new() },
-        Err(e) => MethodResult { method: method.into(), best: None, queries: 0, seconds: 0.0, note: e.0 },
+        Ok(o) => MethodResult { method: method.into(), best: Some(o.best), top: o.top, queries: o.queries, seconds: o.seconds, note: String::new() },
+        Err(e) => MethodResult { method: method.into(), best: None, top: Vec::new(), queries: 0, seconds: 0.0, note: e.0 },
     }
 }
 
@@ -50,12 +53,13 @@ pub fn run(method: &str, space: &Space, lut: &Lut, predictor: &dyn Predictor, bu
                 MethodResult {
                     method: method.into(),
                     note: if fits { String::new() } else { format!("over budget ({:.4} ms, {:.4} mJ)", c.latency_ms, c.energy_mj) },
+                    top: if fits { vec![c.clone()] } else { Vec::new() },
                     best: fits.then_some(c),
                     queries: 1,
                     seconds: start.elapsed().as_secs_f64(),
                 }
             }
-            Err(e) => MethodResult { method: method.into(), best: None, queries: 0, seconds: 0.0, note: e.0 },
+            Err(e) => MethodResult { method: method.into(), best: None, top: Vec::new(), queries: 0, seconds: 0.0, note: e.0 },
         }
     };
     let with_bits = |b: u32| if space.bits.contains(&b) { b } else { top };
@@ -75,24 +79,28 @@ pub fn run(method: &str, space: &Space, lut: &Lut, predictor: &dyn Predictor, bu
             let start = std::time::Instant::now();
             let stages = [(true, false, false), (false, true, false), (false, false, true)];
             let mut base = largest(space, with_bits(8));
-            let mut last = None;
+            let mut last: Option<Outcome> = None;
             for (arch, width, bits) in stages {
                 let f = Freedom { arch, width, bits, base: base.clone() };
                 match evolution::evolve(&mut ev, &f, budget, &stage_cfg) {
                     Ok(o) => {
                         base = o.best.arch.clone();
-                        last = Some(o.best);
+                        last = Some(o);
                     }
                     Err(e) => {
-                        return Ok(MethodResult { method: method.into(), best: None, queries: ev.queries, seconds: start.elapsed().as_secs_f64(), note: e.0 });
+                        return Ok(MethodResult { method: method.into(), best: None, top: Vec::new(), queries: ev.queries, seconds: start.elapsed().as_secs_f64(), note: e.0 });
                     }
                 }
             }
-            MethodResult { method: method.into(), best: last, queries: ev.queries, seconds: start.elapsed().as_secs_f64(), note: String::new() }
+            let (best, top) = match last {
+                Some(o) => (Some(o.best), o.top),
+                None => (None, Vec::new()),
+            };
+            MethodResult { method: method.into(), best, top, queries: ev.queries, seconds: start.elapsed().as_secs_f64(), note: String::new() }
         }
         "random" => {
             let n = if joint_queries > 0 { joint_queries } else { cfg.population + cfg.generations * (cfg.mutations + cfg.crossovers) };
-            result(method, evolution::random_search(&mut Evaluator::new(space, lut, predictor), &Freedom::joint(space), budget, n, cfg.seed))
+            result(method, evolution::random_search(&mut Evaluator::new(space, lut, predictor), &Freedom::joint(space), budget, n, cfg.seed, cfg.top_k))
         }
         "fixed8-largest" => fixed(largest(space, with_bits(8))),
         "fixed4-largest" => fixed(largest(space, with_bits(4))),

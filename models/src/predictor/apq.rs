@@ -1,4 +1,4 @@
-//! The accuracy predictor (APQ's): a 3-layer MLP over the architecture's one-hot encoding
+//! The APQ baseline predictor (the faithful port): a 3-layer MLP over the architecture's one-hot encoding
 //! (`bitfusion_search::arch`), trained with burn. The fp32 variant reads the architecture part;
 //! the quantization-aware variant also reads the bit part and is initialised from an fp32
 //! predictor (its first layer's architecture columns copied, bit columns zero, so it starts as
@@ -18,8 +18,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::linear;
 use serde::{Deserialize, Serialize};
 
+use super::{Metrics, rank_metrics};
 use crate::checkpoint::{CheckpointError, Container};
-use crate::eval::Pair;
 use crate::rng::{Rng, shuffle};
 
 /// The MLP's parameters.
@@ -45,17 +45,6 @@ impl Default for PredictorConfig {
     fn default() -> PredictorConfig {
         PredictorConfig { hidden: 400, epochs: 300, batch: 64, lr: 1e-3, holdout: 0.2, seed: 1 }
     }
-}
-
-/// Held-out quality of a predictor.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Metrics {
-    pub rmse: f64,
-    pub kendall_tau: f64,
-    /// Fraction of held-out pairs of architectures ranked in the right order.
-    pub pairwise_accuracy: f64,
-    pub train: usize,
-    pub test: usize,
 }
 
 /// The file header of a saved predictor.
@@ -126,28 +115,6 @@ impl Mlp {
 
 fn data_of<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 data")
-}
-
-/// Kendall's tau-a and the pairwise ranking accuracy of predictions against truth.
-pub fn rank_metrics(pred: &[f64], truth: &[f64]) -> (f64, f64) {
-    let (mut concord, mut discord, mut right, mut total) = (0i64, 0i64, 0usize, 0usize);
-    for i in 0..pred.len() {
-        for j in i + 1..pred.len() {
-            let (p, t) = (pred[i] - pred[j], truth[i] - truth[j]);
-            if t == 0.0 {
-                continue;
-            }
-            total += 1;
-            if p * t > 0.0 {
-                concord += 1;
-                right += 1;
-            } else if p * t < 0.0 {
-                discord += 1;
-            }
-        }
-    }
-    let tau = if total == 0 { 0.0 } else { (concord - discord) as f64 / total as f64 };
-    (tau, if total == 0 { 0.0 } else { right as f64 / total as f64 })
 }
 
 /// Train a predictor on (features, accuracy) samples; `init` transfers from an fp32 predictor.
@@ -282,11 +249,15 @@ impl AccuracyPredictor {
     }
 
     pub fn load(path: &Path) -> Result<AccuracyPredictor, CheckpointError> {
-        let c = Container::load(path)?;
-        let bad = |m: String| CheckpointError(format!("{}: {m}", path.display()));
+        AccuracyPredictor::from_container(&Container::load(path)?, &path.display().to_string())
+    }
+
+    /// The predictor in a loaded container (`origin` names the file in errors).
+    pub fn from_container(c: &Container, origin: &str) -> Result<AccuracyPredictor, CheckpointError> {
+        let bad = |m: String| CheckpointError(format!("{origin}: {m}"));
         let v: serde_json::Value = serde_json::from_str(&c.header).map_err(|e| bad(format!("bad header ({e})")))?;
         let header: PredictorHeader = serde_json::from_value(v["predictor"].clone()).map_err(|e| bad(format!("not a predictor file ({e})")))?;
-        let space = Space::from_toml(v["space_toml"].as_str().unwrap_or_default(), &path.display().to_string()).map_err(|e| bad(e.0))?;
+        let space = Space::from_toml(v["space_toml"].as_str().unwrap_or_default(), origin).map_err(|e| bad(e.0))?;
         let floats = |name: &str| -> Result<Vec<f32>, CheckpointError> {
             let b = c.section(name).ok_or_else(|| bad(format!("no section {name}")))?;
             Ok(b.chunks_exact(4).map(|x| f32::from_le_bytes(x.try_into().expect("4 bytes"))).collect())
@@ -310,58 +281,10 @@ impl SearchPredictor for AccuracyPredictor {
     }
 }
 
-/// (architecture, accuracy) samples from pairs of one kind, checked against `space`.
-pub fn samples(space: &Space, pairs: &[Pair], quantized: bool) -> Result<Vec<(Arch, f64)>, String> {
-    pairs
-        .iter()
-        .filter(|p| p.quantized == quantized)
-        .map(|p| Arch::parse(&p.arch, space).map(|a| (a, p.accuracy)).map_err(|e| format!("pair {}: {e}", p.index)))
-        .collect()
-}
-
-/// One point of the transfer experiment: mean pairwise accuracy over seeds on a fixed test set.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TransferPoint {
-    pub quantized_pairs: usize,
-    pub scratch_pairwise: f64,
-    pub transferred_pairwise: f64,
-    pub scratch_tau: f64,
-    pub transferred_tau: f64,
-}
-
-/// APQ's Figure 7: pairwise accuracy of predictors trained on `n` quantized pairs, from scratch
-/// and transferred from `fp32`, for each `n`, on the same held-out quantized pairs.
-pub fn transfer_experiment(space: &Space, fp32: &AccuracyPredictor, quant: &[(Arch, f64)], sizes: &[usize], seeds: usize, cfg: &PredictorConfig) -> Result<Vec<TransferPoint>, String> {
-    let mut idx: Vec<usize> = (0..quant.len()).collect();
-    shuffle(&mut idx, cfg.seed ^ 0x7a);
-    let n_test = (quant.len() / 4).max(4).min(quant.len().saturating_sub(4));
-    let test: Vec<(Arch, f64)> = idx[..n_test].iter().map(|&i| quant[i].clone()).collect();
-    let pool: Vec<(Arch, f64)> = idx[n_test..].iter().map(|&i| quant[i].clone()).collect();
-    let truth: Vec<f64> = test.iter().map(|s| s.1).collect();
-    let mut out = Vec::new();
-    for &n in sizes.iter().filter(|&&n| n >= 4 && n <= pool.len()) {
-        let (mut sp, mut tp, mut st, mut tt) = (0.0, 0.0, 0.0, 0.0);
-        for seed in 0..seeds {
-            let mut pick: Vec<usize> = (0..pool.len()).collect();
-            shuffle(&mut pick, seed as u64 * 7919 + n as u64);
-            let train: Vec<(Arch, f64)> = pick[..n].iter().map(|&i| pool[i].clone()).collect();
-            let c = PredictorConfig { holdout: 0.0, seed: seed as u64 + 1, ..cfg.clone() };
-            for (init, p_sum, t_sum) in [(None, &mut sp, &mut st), (Some(fp32), &mut tp, &mut tt)] {
-                let p = train_predictor(space, &train, true, init, &c)?;
-                let pred: Vec<f64> = test.iter().map(|s| p.predict_one(&s.0)).collect();
-                let (tau, pw) = rank_metrics(&pred, &truth);
-                *p_sum += pw / seeds as f64;
-                *t_sum += tau / seeds as f64;
-            }
-        }
-        out.push(TransferPoint { quantized_pairs: n, scratch_pairwise: sp, transferred_pairwise: tp, scratch_tau: st, transferred_tau: tt });
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::predictor::transfer_experiment;
 
     fn micro() -> Space {
         Space::load("micro").unwrap()
@@ -389,10 +312,13 @@ mod tests {
     #[test]
     fn learns_a_known_function_of_the_encoding() {
         let space = micro();
-        let data: Vec<(Arch, f64)> = archs(&space, 2000, 1).into_iter().map(|a| {
-            let y = synthetic(&space, &a, true);
-            (a, y)
-        }).collect();
+        let data: Vec<(Arch, f64)> = archs(&space, 2000, 1)
+            .into_iter()
+            .map(|a| {
+                let y = synthetic(&space, &a, true);
+                (a, y)
+            })
+            .collect();
         let cfg = PredictorConfig { hidden: 128, epochs: 200, ..PredictorConfig::default() };
         let p = train_predictor(&space, &data, true, None, &cfg).unwrap();
         assert!(p.header.metrics.kendall_tau > 0.9, "{:?}", p.header.metrics);
@@ -408,16 +334,22 @@ mod tests {
     #[test]
     fn transfer_beats_scratch_with_few_quantized_pairs() {
         let space = micro();
-        let fp: Vec<(Arch, f64)> = archs(&space, 500, 2).into_iter().map(|a| {
-            let y = synthetic(&space, &a, false);
-            (a, y)
-        }).collect();
+        let fp: Vec<(Arch, f64)> = archs(&space, 500, 2)
+            .into_iter()
+            .map(|a| {
+                let y = synthetic(&space, &a, false);
+                (a, y)
+            })
+            .collect();
         let cfg = PredictorConfig { hidden: 64, epochs: 60, ..PredictorConfig::default() };
         let fp32 = train_predictor(&space, &fp, false, None, &cfg).unwrap();
-        let q: Vec<(Arch, f64)> = archs(&space, 140, 3).into_iter().map(|a| {
-            let y = synthetic(&space, &a, true);
-            (a, y)
-        }).collect();
+        let q: Vec<(Arch, f64)> = archs(&space, 140, 3)
+            .into_iter()
+            .map(|a| {
+                let y = synthetic(&space, &a, true);
+                (a, y)
+            })
+            .collect();
         let pts = transfer_experiment(&space, &fp32, &q, &[20], 2, &cfg).unwrap();
         assert_eq!(pts.len(), 1);
         assert!(pts[0].transferred_pairwise > pts[0].scratch_pairwise + 0.03, "{pts:?}");
