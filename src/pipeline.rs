@@ -131,6 +131,11 @@ pub fn ptq_eval() -> EvalConfig {
     EvalConfig { calibration_images: 1000, eval_images: Some(5000), batch: 500 }
 }
 
+/// The SHA-256 of a shipped artifact (None when it is not shipped).
+fn shipped_hash(name: &str) -> Option<String> {
+    file_hash(&Path::new(ARTIFACTS).join(name)).ok()
+}
+
 /// The SHA-256 of a file, for stage fingerprints.
 fn file_hash(path: &Path) -> anyhow::Result<String> {
     use sha2::Digest;
@@ -215,11 +220,9 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
     // 3. The post-training quantization table of this checkpoint.
     let ptq_path = out.join("ptq.csv");
     let fp = format!("{ckpt_hash}|{:?}", ptq_eval());
-    if !a.retrain && !ptq_path.exists() && file_hash(&Path::new(ARTIFACTS).join("supernet.ckpt")).ok().as_deref() == Some(ckpt_hash.as_str()) {
-        copy_artifact("ptq.csv", &ptq_path)?;
-        if ptq_path.exists() {
-            stages.mark("ptq", &fp)?;
-        }
+    if !a.retrain && !stages.fresh("ptq", &fp, &[&ptq_path]) && shipped_hash("supernet.ckpt").as_deref() == Some(ckpt_hash.as_str()) && copy_artifact("ptq.csv", &ptq_path)? {
+        say("post-training quantization table: the shipped one, made from the shipped checkpoint (pass --retrain to redo it)");
+        stages.mark("ptq", &fp)?;
     }
     if !stages.fresh("ptq", &fp, &[&ptq_path]) {
         say("post-training quantization table (largest and middle subnets, both quantizers)");
@@ -276,6 +279,12 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
     let xcfg = ExperimentConfig { seeds: a.predictor_seeds, ensemble: EnsembleConfig { holdout: 0.0, ..ecfg.clone() }, ..ExperimentConfig::default() };
     let holdout_json = out.join("predictor_holdout.json");
     let fp = format!("{pairs_fp}|{xcfg:?}");
+    // The shipped pairs come with their evaluation (the same command's output): reuse it.
+    let shipped_pairs = !a.retrain && shipped_hash("pairs_fp32.jsonl").as_deref() == Some(file_hash(&pair_files[0])?.as_str()) && shipped_hash("pairs_quant.jsonl").as_deref() == Some(file_hash(&pair_files[1])?.as_str());
+    if shipped_pairs && !stages.fresh("holdout", &fp, &[&holdout_json]) && copy_artifact("predictor_holdout.json", &holdout_json)? {
+        say("predictor evaluation: the shipped one, made from the shipped pairs (pass --retrain to redo it)");
+        stages.mark("holdout", &fp)?;
+    }
     if !stages.fresh("holdout", &fp, &[&holdout_json]) {
         say(format!("predictor evaluation: {} seeds of held-out architectures, kinds apq, ensemble, ridge", a.predictor_seeds));
         let t = Instant::now();
@@ -290,6 +299,10 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
 
     // 6. The transfer experiment (APQ Figure 7) for both learned kinds.
     let transfer_csv = out.join("transfer.csv");
+    if shipped_pairs && !stages.fresh("transfer", &fp, &[&transfer_csv]) && copy_artifact("transfer.csv", &transfer_csv)? {
+        say("transfer experiment: the shipped one, made from the shipped pairs (pass --retrain to redo it)");
+        stages.mark("transfer", &fp)?;
+    }
     if !stages.fresh("transfer", &fp, &[&transfer_csv]) {
         say("transfer experiment");
         let t = Instant::now();

@@ -90,15 +90,17 @@ fn evolution_finds_the_constrained_optimum_and_is_seed_deterministic() {
     assert!(out.best.latency_ms <= budget.latency_ms.unwrap());
     assert!((out.best.accuracy - best).abs() < 1e-12, "found {} of {best}", out.best.accuracy);
     // The candidates handed to re-ranking: the best first, distinct, feasible, in predicted order,
-    // all among the best 1% of the feasible architectures.
+    // five different architectures (bits aside), all among the best 5% of the feasible ones.
     assert_eq!(out.top.len(), 5);
     assert_eq!(out.top[0], out.best);
     assert!(out.top.windows(2).all(|w| w[0].accuracy >= w[1].accuracy && w[0].arch != w[1].arch));
     assert!(out.top.iter().all(|c| c.latency_ms <= budget.latency_ms.unwrap()));
     let mut feasible: Vec<f64> = archs.iter().zip(&costs).filter(|(_, c)| c.0 <= budget.latency_ms.unwrap()).map(|(a, _)| accuracy(a)).collect();
     feasible.sort_by(|a, b| b.total_cmp(a));
-    let percentile = feasible[feasible.len() / 100];
-    assert!(out.top.iter().all(|c| c.accuracy >= percentile), "{:?} vs the 99th percentile {percentile}", out.top.iter().map(|c| c.accuracy).collect::<Vec<_>>());
+    let percentile = feasible[feasible.len() / 20];
+    assert!(out.top.iter().all(|c| c.accuracy >= percentile), "{:?} vs the 95th percentile {percentile}", out.top.iter().map(|c| c.accuracy).collect::<Vec<_>>());
+    let shapes: std::collections::HashSet<Vec<(u32, u32)>> = out.top.iter().map(|c| c.arch.stages.iter().flatten().map(|b| (b.kernel, b.mid)).collect()).collect();
+    assert_eq!(shapes.len(), 5, "five architectures");
     // Same seed, same result, on 1 and 2 threads.
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();

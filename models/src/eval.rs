@@ -21,10 +21,11 @@ use crate::train::{correct, smoothed_targets};
 /// How subnets are measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalConfig {
-    /// Training images (the first ones) used to recalibrate batch norm and activation ranges.
+    /// Training images (the first ones) used to recalibrate batch norm and activation steps.
     pub calibration_images: usize,
     /// Images evaluated (the first ones of the split); all when None.
     pub eval_images: Option<usize>,
+    /// Calibration batch: statistics and steps are averaged over batches of this many images.
     pub batch: usize,
 }
 
@@ -49,11 +50,16 @@ pub fn calibrate(plan: &Plan, w: &Weights, data: &DataSet, cfg: &EvalConfig, qua
     cal.finish()
 }
 
-/// Accuracy of a calibrated subnet on `images`.
+/// Images per forward pass at evaluation. An evaluated image's output does not depend on its
+/// batch (calibrated statistics and steps), so this only trades overhead against cache: 100
+/// images keep the activations near the cache, and measured 25% faster than 500 on this machine.
+pub const EVAL_BATCH: usize = 100;
+
+/// Accuracy of a calibrated subnet on `images` (evaluated [`EVAL_BATCH`] images at a time).
 pub fn accuracy_of(plan: &Plan, w: &Weights, cal: &Calibration, data: &DataSet, images: &Images, cfg: &EvalConfig, quantize: bool, device: &Device) -> f64 {
     let n = cfg.eval_images.unwrap_or(images.len()).min(images.len());
     let mut right = 0;
-    for idx in chunks(n, cfg.batch) {
+    for idx in chunks(n, EVAL_BATCH.min(cfg.batch.max(1))) {
         let (x, _) = data.batch(images, &idx, device);
         let labels: Vec<u8> = idx.iter().map(|&i| images.labels[i]).collect();
         right += correct(forward(plan, w, x, Mode::Eval { quantize, calibration: cal }, None), &labels);

@@ -79,15 +79,22 @@ impl PairPlan {
     }
 
     /// The architecture of group `group` at the space's largest bits: every tenth group the
-    /// largest (even tens) or the smallest (odd tens) architecture, otherwise random.
+    /// largest (even tens) or the smallest (odd tens) architecture; three groups in ten random
+    /// architectures at full depth (every stage at its most blocks: where searches under loose
+    /// and medium budgets go, and rare among uniform draws; BatchQuant samples 30% full depth);
+    /// the rest random.
     pub fn group_arch(&self, space: &Space, group: usize) -> Arch {
         let top = *space.bits.iter().max().expect("a space has bits");
         let mut a = match group % 20 {
             0 => largest(space, top),
             10 => smallest(space, top),
-            _ => {
+            g => {
                 let mut state = Rng::stream(self.seed, group as u64).next_u64();
-                Arch::random(space, &mut state)
+                let mut a = Arch::random(space, &mut state);
+                if g % 10 >= 7 {
+                    a = full_depth(space, &a, &mut Rng::new(state));
+                }
+                a
             }
         };
         set_uniform(&mut a, top, top);
@@ -109,6 +116,24 @@ impl PairPlan {
         policy::mixed(&mut a, space, self.dirichlet_alpha, &mut rng);
         (a, "mixed")
     }
+}
+
+/// `a` with every stage at its largest depth, the added blocks' kernels and widths random.
+fn full_depth(space: &Space, a: &Arch, rng: &mut Rng) -> Arch {
+    let slots = space.slots();
+    let mut out = a.clone();
+    for (s, st) in space.stages.iter().enumerate() {
+        let depth = *st.depths.iter().max().expect("depths") as usize;
+        while out.stages[s].len() < depth {
+            let i = out.stages[s].len();
+            let slot = slots.iter().find(|x| x.stage == s && x.index == i).expect("a slot per block");
+            let mut b = out.stages[s][0];
+            b.kernel = rng.pick(&space.kernels);
+            b.mid = rng.pick(&slot.mids);
+            out.stages[s].push(b);
+        }
+    }
+    out
 }
 
 /// How to sample pairs.
@@ -224,6 +249,41 @@ mod tests {
     }
 
     #[test]
+    fn pairs_without_fine_tuning_are_deterministic_for_a_seed() {
+        use crate::train::{toy, train};
+        let d = std::env::temp_dir().join(format!("bf-pairs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let data = toy::data(&d.join("data"), 320, 64);
+        let space = toy::space();
+        let mut cfg = toy::config(4);
+        cfg.phases.truncate(1);
+        let dev = crate::device();
+        let t = train(&space, &data, &cfg, &d.join("t.ckpt"), &dev, None, &mut |_| {}).unwrap();
+        let sc = SampleConfig {
+            n: 6,
+            plan: PairPlan::quantized(3),
+            finetune: FinetuneConfig { steps: 0, ..FinetuneConfig::default() },
+            quantizer: Quantizer::MseClip,
+            eval: EvalConfig { calibration_images: 64, eval_images: Some(64), batch: 32 },
+        };
+        let run = |name: &str, threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| sample_pairs(&t.net, &space, &data, &sc, &d.join(name), &dev, &mut |_, _, _| {}).unwrap())
+        };
+        let strip = |ps: Vec<Pair>| ps.into_iter().map(|p| (p.index, p.arch, p.accuracy, p.fp32_accuracy, p.policy)).collect::<Vec<_>>();
+        let (a, b) = (strip(run("a.jsonl", 2)), strip(run("b.jsonl", 1)));
+        assert_eq!(a, b, "same seed, same pairs, on 2 and 1 threads");
+        assert_eq!(a.len(), 6);
+        assert!(a.iter().all(|p| p.3.is_some()), "quantized pairs carry their group's fp32 accuracy");
+        // Groups of 4 share their fp32 accuracy.
+        assert_eq!(a[0].3, a[3].3);
+        // Another seed draws other policies.
+        let other = SampleConfig { plan: PairPlan::quantized(4), ..sc.clone() };
+        let c = strip(sample_pairs(&t.net, &space, &data, &other, &d.join("c.jsonl"), &dev, &mut |_, _, _| {}).unwrap());
+        assert_ne!(a.iter().map(|p| p.1.clone()).collect::<Vec<_>>(), c.iter().map(|p| p.1.clone()).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn the_bit_policy_sampler_covers_uniform_and_healthy_networks() {
         let space = Space::load("micro").unwrap();
         let plan = PairPlan::quantized(7);
@@ -257,6 +317,13 @@ mod tests {
         let top = *space.bits.iter().max().unwrap();
         assert_eq!(plan.group_arch(&space, 0), largest(&space, top));
         assert_eq!(plan.group_arch(&space, 10), smallest(&space, top));
+        // Three groups in ten are at full depth (and checked against the space).
+        let full = largest(&space, top).stages.iter().map(Vec::len).collect::<Vec<_>>();
+        let deep = (0..200).filter(|g| plan.group_arch(&space, *g).stages.iter().map(Vec::len).collect::<Vec<_>>() == full).count();
+        assert!((60..=110).contains(&deep), "{deep} full-depth groups of 200");
+        for g in 0..200 {
+            plan.group_arch(&space, g).check(&space).unwrap();
+        }
         // Deterministic for a seed, different for another.
         assert_eq!(plan.pair(&space, 123), PairPlan::quantized(7).pair(&space, 123));
         assert_ne!(plan.pair(&space, 123).0, PairPlan::quantized(8).pair(&space, 123).0);

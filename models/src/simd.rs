@@ -9,9 +9,11 @@
 /// once the closure is inlined into each frame.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Isa {
+    #[cfg_attr(not(feature = "flex"), allow(dead_code))]
     fma: bool,
 }
 
+#[cfg_attr(not(feature = "flex"), allow(dead_code))]
 impl Isa {
     /// `a * b + c`, fused (one rounding) where the frame has FMA.
     #[inline(always)]

@@ -469,13 +469,28 @@ fn anchor(space: &Space, lut: &Lut, f: &Freedom, b: &Budget) -> Result<Arch, Sea
     Ok(a)
 }
 
-/// The `k` best distinct candidates by predicted accuracy (ties: lower latency, then text).
+/// The `k` best distinct candidates by predicted accuracy (ties: lower latency, then text),
+/// spread over architectures: first the best candidate of each architecture (depths, kernels and
+/// widths, bits aside), best first; only when fewer than `k` architectures were seen, the next
+/// best candidates of the architectures already taken. A search that converged to one region
+/// then still hands several of its architectures to re-ranking, not `k` bit variants of one; a
+/// search that cannot change the architecture (quantization only) hands its best bit policies.
 pub fn best_distinct(candidates: impl IntoIterator<Item = Candidate>, k: usize) -> Vec<Candidate> {
+    let k = k.max(1);
     let mut all: Vec<Candidate> = candidates.into_iter().collect();
     all.sort_by(|x, y| y.accuracy.total_cmp(&x.accuracy).then_with(|| x.latency_ms.total_cmp(&y.latency_ms)).then_with(|| x.arch.to_text().cmp(&y.arch.to_text())));
-    all.dedup_by(|a, b| a.arch == b.arch);
     let mut seen = std::collections::HashSet::new();
-    all.into_iter().filter(|c| seen.insert(c.arch.clone())).take(k.max(1)).collect()
+    all.retain(|c| seen.insert(c.arch.clone()));
+    let shape = |a: &Arch| -> Vec<Vec<(u32, u32)>> { a.stages.iter().map(|s| s.iter().map(|b| (b.kernel, b.mid)).collect()).collect() };
+    let mut shapes = std::collections::HashSet::new();
+    let (mut first, mut rest): (Vec<Candidate>, Vec<Candidate>) = (Vec::new(), Vec::new());
+    for c in all {
+        if shapes.insert(shape(&c.arch)) { first.push(c) } else { rest.push(c) }
+    }
+    first.truncate(k);
+    let missing = k - first.len();
+    first.extend(rest.into_iter().take(missing));
+    first
 }
 
 /// The uniform-precision architectures of the space's presets (largest, middle, smallest at each

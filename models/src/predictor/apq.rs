@@ -14,20 +14,12 @@ use bitfusion_search::{Arch, Space};
 use burn::module::{Module, Param};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
-use burn::tensor::module::linear;
 use serde::{Deserialize, Serialize};
 
+use super::dense::{Mlp, tensor2};
 use super::{Metrics, rank_metrics};
 use crate::checkpoint::{CheckpointError, Container};
-use crate::rng::{Rng, shuffle};
-
-/// The MLP's parameters.
-#[derive(Module, Debug)]
-pub struct Mlp {
-    pub w: Vec<Param<Tensor<2>>>,
-    pub b: Vec<Param<Tensor<1>>>,
-}
+use crate::rng::shuffle;
 
 /// Training settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,36 +74,7 @@ pub fn features(space: &Space, arch: &Arch, quantized: bool) -> Vec<f32> {
     a
 }
 
-fn tensor2(v: Vec<f32>, rows: usize, cols: usize, dev: &Device) -> Tensor<2> {
-    Tensor::<2>::from_data(TensorData::new(v, [rows, cols]), dev)
-}
 
-impl Mlp {
-    fn new(dims: &[usize], seed: u64, dev: &Device) -> Mlp {
-        let mut rng = Rng::new(seed);
-        let mut w = Vec::new();
-        let mut b = Vec::new();
-        for d in dims.windows(2) {
-            let std = (2.0 / d[0] as f64).sqrt();
-            let v: Vec<f32> = (0..d[0] * d[1]).map(|_| (rng.normal() * std) as f32).collect();
-            w.push(Param::from_tensor(tensor2(v, d[0], d[1], dev)));
-            b.push(Param::from_tensor(Tensor::<1>::from_data(TensorData::new(vec![0f32; d[1]], [d[1]]), dev)));
-        }
-        Mlp { w, b }
-    }
-
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let n = self.w.len();
-        let mut h = x;
-        for (i, (w, b)) in self.w.iter().zip(&self.b).enumerate() {
-            h = linear(h, w.val(), Some(b.val()));
-            if i + 1 < n {
-                h = relu(h);
-            }
-        }
-        h
-    }
-}
 
 fn data_of<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 data")
@@ -147,7 +110,7 @@ pub fn train_predictor(
         }
     };
     let dims = [inputs, cfg.hidden, cfg.hidden, 1];
-    let mut mlp = Mlp::new(&dims, cfg.seed, &dev);
+    let mut mlp = Mlp::new(&dims, cfg.seed, false, &dev);
     if let Some(p) = init {
         if p.layers.len() != 3 || p.layers[0].3 != cfg.hidden {
             return Err(format!("--transfer-from: the source predictor has hidden size {}, not {}", p.layers[0].3, cfg.hidden));
@@ -285,6 +248,7 @@ impl SearchPredictor for AccuracyPredictor {
 mod tests {
     use super::*;
     use crate::predictor::transfer_experiment;
+    use crate::rng::Rng;
 
     fn micro() -> Space {
         Space::load("micro").unwrap()

@@ -110,14 +110,15 @@ pub struct FitConfig {
     pub rank_weight: f64,
 }
 
-/// The burn module of a [`Dense`] network during training.
+/// A ReLU network's parameters as a burn module (weights `[in, out]`), during training: the
+/// ensemble's members and APQ's MLP.
 #[derive(Module, Debug)]
-struct Net {
-    w: Vec<Param<Tensor<2>>>,
-    b: Vec<Param<Tensor<1>>>,
+pub struct Mlp {
+    pub w: Vec<Param<Tensor<2>>>,
+    pub b: Vec<Param<Tensor<1>>>,
 }
 
-fn tensor2(v: Vec<f32>, rows: usize, cols: usize, dev: &Device) -> Tensor<2> {
+pub(super) fn tensor2(v: Vec<f32>, rows: usize, cols: usize, dev: &Device) -> Tensor<2> {
     Tensor::<2>::from_data(TensorData::new(v, [rows, cols]), dev)
 }
 
@@ -125,23 +126,24 @@ fn data_of<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
 }
 
-impl Net {
-    /// He-normal hidden layers, a zero output layer (the network starts at the targets' mean, a
-    /// residual model at its base), zero biases; from `seed`.
-    fn new(dims: &[usize], seed: u64, dev: &Device) -> Net {
+impl Mlp {
+    /// He-normal layers with zero biases, from `seed`; with `zero_output` the output layer starts
+    /// at zero (the network starts at the targets' mean, a residual model at its base).
+    pub(super) fn new(dims: &[usize], seed: u64, zero_output: bool, dev: &Device) -> Mlp {
         let mut rng = Rng::new(seed);
         let (mut w, mut b) = (Vec::new(), Vec::new());
         let last = dims.len() - 2;
         for (i, d) in dims.windows(2).enumerate() {
-            let std = if i == last { 0.0 } else { (2.0 / d[0] as f64).sqrt() };
+            let std = if zero_output && i == last { 0.0 } else { (2.0 / d[0] as f64).sqrt() };
             let v: Vec<f32> = (0..d[0] * d[1]).map(|_| (rng.normal() * std) as f32).collect();
             w.push(Param::from_tensor(tensor2(v, d[0], d[1], dev)));
             b.push(Param::from_tensor(Tensor::<1>::from_data(TensorData::new(vec![0f32; d[1]], [d[1]]), dev)));
         }
-        Net { w, b }
+        Mlp { w, b }
     }
 
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+    /// The network's output: ReLU between layers, none after the last.
+    pub(super) fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let n = self.w.len();
         let mut h = x;
         for (i, (w, b)) in self.w.iter().zip(&self.b).enumerate() {
@@ -199,7 +201,7 @@ pub fn fit_mlp(x: &[Vec<f32>], y: &[f32], offset: Option<&[f32]>, cfg: &FitConfi
     let mut dims = vec![d];
     dims.extend(std::iter::repeat_n(cfg.hidden, cfg.depth));
     dims.push(1);
-    let mut net = Net::new(&dims, seed, &dev);
+    let mut net = Mlp::new(&dims, seed, true, &dev);
     let mut adam = AdamConfig::new();
     if cfg.weight_decay > 0.0 {
         adam = adam.with_weight_decay(Some(WeightDecayConfig::new(cfg.weight_decay as f32)));
