@@ -37,6 +37,9 @@ const ARTIFACTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/artifacts/m
 /// members, so they do not chase architectures the members disagree on.
 const SEARCH_PENALTY: f64 = 1.0;
 
+/// Training images each measured candidate is recalibrated on.
+const RERANK_CALIBRATION: usize = 500;
+
 #[derive(clap::Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -74,6 +77,11 @@ pub struct RunArgs {
     /// Seeds of the predictors' held-out evaluation and of the transfer experiment.
     #[arg(long, default_value_t = 5)]
     pub predictor_seeds: usize,
+    /// Refinement rounds: after a round of searches every method's candidates are measured on
+    /// the validation images and added to the quantized predictor's training pairs, and the
+    /// searches run again with the retrained predictor (0: search once).
+    #[arg(long, default_value_t = 1)]
+    pub refine_rounds: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
@@ -264,7 +272,8 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
     // the searches query), and their held-out evaluation over seeds beside APQ's MLP and ridge.
     let all_pairs = search_cmd::read_pair_files(&pair_files)?;
     let pdata = predictor::pair_data(&space, &all_pairs).map_err(|e| anyhow!(e))?;
-    let ecfg = EnsembleConfig { seed: a.seed, ..EnsembleConfig::default() };
+    // The searches' predictors learn from every pair (the held-out evaluation is the next stage's).
+    let ecfg = EnsembleConfig { seed: a.seed, holdout: 0.0, ..EnsembleConfig::default() };
     let pairs_fp = format!("{}|{}", file_hash(&pair_files[0])?, file_hash(&pair_files[1])?);
     let (p_fp, p_q) = (out.join("predictor_fp32.bin"), out.join("predictor_quant.bin"));
     let fp = format!("{pairs_fp}|{ecfg:?}");
@@ -316,36 +325,78 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
     let mut r = csv::Reader::from_path(&transfer_csv)?;
     report.transfer = r.deserialize().collect::<Result<_, _>>().with_context(|| format!("{}: malformed", transfer_csv.display()))?;
     // The searches penalise the ensemble's disagreement: mean - 1 x standard deviation.
-    let search_p = Pessimistic { ensemble: &quant_p, k: SEARCH_PENALTY };
-    let search_p: &dyn evolution::Predictor = &search_p;
-    report.predictor = quant_p.header.metrics.clone();
 
-    // 7. Searches under every budget, and the front.
+    // 7. Searches under every budget, refined by measurement, and the front. A search converges
+    // on what the predictor overrates most; measuring every method's candidates and retraining
+    // the quantized predictor with them corrects exactly that before the next round.
+    let measured_json = out.join("measured.json");
+    let fp = format!("{ckpt_hash}|{RERANK_CALIBRATION}|{}", a.rerank_images);
+    if !stages.fresh("measured", &fp, &[]) {
+        // Measurements belong to one checkpoint and evaluation.
+        if measured_json.exists() {
+            std::fs::remove_file(&measured_json)?;
+        }
+        stages.mark("measured", &fp)?;
+    }
+    let mut measurer = Measurer::new(&trained.net, &space, &data, device.clone(), Quantizer::MseClip, RERANK_CALIBRATION, a.rerank_images, Some(&measured_json)).map_err(|e| anyhow!(e))?;
     let evo = EvoConfig { generations: a.generations, seed: a.seed, top_k: a.top_k, ..EvoConfig::default() };
     let mut budgets = budgets_of(&space, &lut, &a.budgets, false)?;
     budgets.extend(budgets_of(&space, &lut, &a.energy_budgets, true)?);
     let points = out.join("points.csv");
-    let fp = format!("{}|{:?}|{:?}|{}|{SEARCH_PENALTY}", file_hash(&p_q)?, evo, budgets, lut.header.hw_hash);
-    if !stages.fresh("search", &fp, &[&points, &out.join("front.csv"), &out.join("candidates.json")]) {
-        for f in [&points, &out.join("candidates.json"), &out.join("measured.json")] {
-            if f.exists() {
-                std::fs::remove_file(f)?;
+    let candidates_json = out.join("candidates.json");
+    let refined = out.join("predictor_quant_refined.bin");
+    let fp = format!("{}|{:?}|{:?}|{}|{SEARCH_PENALTY}|{}|{}", file_hash(&p_q)?, evo, budgets, lut.header.hw_hash, a.refine_rounds, a.rerank_images);
+    let mut outputs = vec![points.as_path(), candidates_json.as_path()];
+    if a.refine_rounds > 0 {
+        outputs.push(refined.as_path());
+    }
+    if !stages.fresh("search", &fp, &outputs) {
+        let fp32_p = EnsemblePredictor::load(&p_fp)?;
+        let mut current = quant_p.clone();
+        let mut added: BTreeMap<String, predictor::QuantSample> = BTreeMap::new();
+        for round in 0..=a.refine_rounds {
+            for f in [&points, &candidates_json] {
+                if f.exists() {
+                    std::fs::remove_file(f)?;
+                }
             }
-        }
-        for b in &budgets {
-            say(format!("search under {} with every method", budget_text(b)));
-            search_cmd::search_budget(&space, &lut, search_p, b, &evo, METHODS, out)?;
+            let search_p = Pessimistic { ensemble: &current, k: SEARCH_PENALTY };
+            for b in &budgets {
+                say(format!("search under {} with every method{}", budget_text(b), if a.refine_rounds > 0 { format!(" (round {} of {})", round + 1, a.refine_rounds + 1) } else { String::new() }));
+                search_cmd::search_budget(&space, &lut, &search_p, b, &evo, METHODS, out)?;
+            }
+            if round == a.refine_rounds {
+                break;
+            }
+            let archs: BTreeMap<String, Arch> = read_candidates(&candidates_json)?.iter().flat_map(|l| l.candidates.iter().map(|c| c.0.clone())).map(|t| Arch::parse(&t, &space).map(|a| (t, a))).collect::<Result<_, _>>()?;
+            say(format!("refinement {}: measuring {} distinct candidates on {} validation images", round + 1, archs.len(), a.rerank_images));
+            let t = Instant::now();
+            for (k, (text, arch)) in archs.into_iter().enumerate() {
+                let accuracy = measurer.measure(&arch, Split::Valid).map_err(|e| anyhow!(e))?;
+                added.insert(text, predictor::QuantSample { arch, accuracy, fp32_accuracy: None, policy: "measured".into() });
+                if (k + 1) % 50 == 0 {
+                    say(format!("  {} measured ({:.0} s)", k + 1, t.elapsed().as_secs_f64()));
+                }
+            }
+            let train: Vec<predictor::QuantSample> = pdata.quant.iter().cloned().chain(added.values().cloned()).collect();
+            say(format!("refinement {}: quantized predictor retrained on {} pairs and {} measured candidates", round + 1, pdata.quant.len(), added.len()));
+            current = predictor::train_quant(&space, &train, Some(&fp32_p), &ecfg).map_err(|e| anyhow!(e))?;
+            current.save(&refined)?;
         }
         say("Pareto front (NSGA-II, seeded with the constrained searches' winners)");
+        let search_p = Pessimistic { ensemble: &current, k: SEARCH_PENALTY };
         let winners: Vec<Arch> = read_rows(&points)?.iter().filter(|r| !r.arch.is_empty()).map(|r| Arch::parse(&r.arch, &space)).collect::<Result<_, _>>()?;
-        let (front, o) = evolution::pareto_seeded(&mut Evaluator::new(&space, &lut, search_p), &Freedom::joint(&space), &Budget::default(), &evo, &winners)?;
+        let (front, o) = evolution::pareto_seeded(&mut Evaluator::new(&space, &lut, &search_p), &Freedom::joint(&space), &Budget::default(), &evo, &winners)?;
         write_rows(&out.join("front.csv"), &search_cmd::front_rows(&front, &o, &Budget::default()))?;
         stages.mark("search", &fp)?;
+    }
+    report.refine_rounds = a.refine_rounds;
+    if a.refine_rounds > 0 {
+        report.refine_samples = EnsemblePredictor::load(&refined)?.header.metrics.train.saturating_sub(pdata.quant.len());
     }
 
     // 8. Measured re-ranking: every method's candidates on the validation images, the winner and
     // the predicted-only winner on the test split (resumable: measurements are cached).
-    let mut measurer = Measurer::new(&trained.net, &space, &data, device.clone(), Quantizer::MseClip, 500, a.rerank_images, Some(&out.join("measured.json"))).map_err(|e| anyhow!(e))?;
     let lists = read_candidates(&out.join("candidates.json"))?;
     let mut rows = read_rows(&points)?;
     let todo = rows.iter().filter(|r| !r.arch.is_empty() && r.test_accuracy.is_none()).count();
@@ -447,7 +498,9 @@ struct Report {
     ptq: Vec<PtqRow>,
     pairs: Vec<PairSummary>,
     holdout: Vec<HoldoutRow>,
-    predictor: predictor::Metrics,
+    refine_rounds: usize,
+    /// Measured candidates the refined predictor was trained on beside the pairs.
+    refine_samples: usize,
     transfer: Vec<predictor::TransferPoint>,
     budgets: Vec<Budget>,
     rows: Vec<PointRow>,
@@ -538,6 +591,13 @@ impl Report {
             "\n## Searches (figures pareto_latency.png, pareto_energy.png)\n\nEvery method hands its {} best distinct feasible candidates by predicted accuracy to the real evaluator (the quantization-aware supernet, each candidate recalibrated on 500 training images and measured on {} validation images); the best measured one is the method's winner and is measured once on the 10,000 test images. The predicted-only winner (its first candidate) is measured on the test split beside it. Accuracies in %.\n\n",
             self.top_k, self.rerank_images
         );
+        if self.refine_rounds > 0 {
+            s += &format!(
+                "The searches ran {} rounds: after every round but the last, every method's candidates were measured on the validation images and added to the quantized pairs, and the quantized predictor was retrained ({} measured candidates in all); the predictions below are the refined predictor's.\n\n",
+                self.refine_rounds + 1,
+                self.refine_samples
+            );
+        }
         for b in &self.budgets {
             s += &format!("### {} budget {}\n\n| method | predicted-only: predicted | valid | test | re-ranked: predicted | valid | **test** | latency ms | energy mJ | queries | search s | note |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n", if b.latency_ms.is_some() { "latency" } else { "energy" }, budget_text(b));
             for r in self.rows_of(b) {

@@ -189,10 +189,41 @@ fn rank_signs(y: &[f32]) -> (Vec<f32>, f32) {
     (s, n)
 }
 
+/// A soft upper bound on a network's output: `cap - width * ln(1 + exp((cap - raw) / width))`, a
+/// smooth minimum of the raw output and `cap` (equal to the raw output well below the cap, within
+/// `width * ln 2` of the cap at it, never above). Both in the units of the output it bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ceiling {
+    pub cap: f64,
+    pub width: f64,
+}
+
+impl Ceiling {
+    /// The bounded value of a raw output.
+    pub fn apply(self, raw: f64) -> f64 {
+        let z = (self.cap - raw) / self.width;
+        // softplus(z) = max(z, 0) + ln(1 + exp(-|z|)), stable for any z.
+        self.cap - self.width * (z.max(0.0) + (-z.abs()).exp().ln_1p())
+    }
+
+    /// The same bound on a batch of raw outputs, differentiably.
+    fn apply_tensor(self, raw: Tensor<2>) -> Tensor<2> {
+        let z = raw.neg().add_scalar(self.cap as f32).div_scalar(self.width as f32);
+        let softplus = z.clone().clamp_min(0.0) + z.abs().neg().exp().add_scalar(1.0).log();
+        softplus.mul_scalar(-(self.width as f32)).add_scalar(self.cap as f32)
+    }
+
+    /// The bound in the standardised units `(value - mean) / scale` a network is trained in.
+    pub fn standardised(self, mean: f64, scale: f64) -> Ceiling {
+        Ceiling { cap: (self.cap - mean) / scale, width: self.width / scale }
+    }
+}
+
 /// Train a network on standardised inputs `x` and targets `y` (a function of `seed` alone). The
 /// ranking loss orders `output + offset` by `y + offset` (a residual model ranks the totals it
-/// adds up to; no offset: zeros).
-pub fn fit_mlp(x: &[Vec<f32>], y: &[f32], offset: Option<&[f32]>, cfg: &FitConfig, seed: u64) -> Result<Dense, String> {
+/// adds up to; no offset: zeros). With a `ceiling` the network's output passes through it, in
+/// training as at prediction (the caller applies it there: [`Ceiling::apply`]).
+pub fn fit_mlp(x: &[Vec<f32>], y: &[f32], offset: Option<&[f32]>, ceiling: Option<Ceiling>, cfg: &FitConfig, seed: u64) -> Result<Dense, String> {
     let d = x.first().map(Vec::len).ok_or("no samples to train on")?;
     if x.len() != y.len() || x.iter().any(|r| r.len() != d) || offset.is_some_and(|o| o.len() != y.len()) {
         return Err(format!("{} inputs of unequal width for {} targets", x.len(), y.len()));
@@ -214,7 +245,11 @@ pub fn fit_mlp(x: &[Vec<f32>], y: &[f32], offset: Option<&[f32]>, cfg: &FitConfi
             let b = chunk.len();
             let xb: Vec<f32> = chunk.iter().flat_map(|&i| x[i].iter().copied()).collect();
             let yb: Vec<f32> = chunk.iter().map(|&i| y[i]).collect();
-            let pred = net.forward(tensor2(xb, b, d, &dev));
+            let raw = net.forward(tensor2(xb, b, d, &dev));
+            let pred = match ceiling {
+                Some(c) => c.apply_tensor(raw),
+                None => raw,
+            };
             let mut loss = (pred.clone() - tensor2(yb.clone(), b, 1, &dev)).powf_scalar(2.0).mean();
             let off: Vec<f32> = chunk.iter().map(|&i| offset.map_or(0.0, |o| o[i])).collect();
             let totals: Vec<f32> = yb.iter().zip(&off).map(|(y, o)| y + o).collect();
@@ -330,12 +365,12 @@ mod tests {
     fn the_network_learns_a_nonlinear_function_deterministically() {
         let (x, y) = data(400, 2);
         let cfg = FitConfig { hidden: 32, depth: 2, epochs: 60, batch: 32, lr: 3e-3, weight_decay: 1e-4, rank_weight: 0.5 };
-        let m = fit_mlp(&x, &y, None, &cfg, 5).unwrap();
+        let m = fit_mlp(&x, &y, None, None, &cfg, 5).unwrap();
         let (xt, yt) = data(100, 3);
         let mse: f32 = xt.iter().zip(&yt).map(|(r, t)| (m.forward(r) - t).powi(2)).sum::<f32>() / 100.0;
         let var: f32 = yt.iter().map(|t| t * t).sum::<f32>() / 100.0;
         assert!(mse < 0.1 * var, "mse {mse}, var {var}");
-        assert_eq!(m, fit_mlp(&x, &y, None, &cfg, 5).unwrap());
+        assert_eq!(m, fit_mlp(&x, &y, None, None, &cfg, 5).unwrap());
         let sc = Scaler::fit(&x, 1);
         let mut v = x[0].clone();
         sc.apply(&mut v);

@@ -30,7 +30,7 @@ use bitfusion_search::{Arch, Space};
 use serde::{Deserialize, Serialize};
 
 pub use apq::{AccuracyPredictor, PredictorConfig, PredictorHeader, features, train_predictor};
-pub use dense::Mlp;
+pub use dense::{Ceiling, Mlp};
 pub use data::{PairData, QuantSample, arch_key, pair_data};
 pub use ensemble::{Base, EnsembleConfig, EnsemblePredictor, Learner, Pessimistic, train_fp32, train_quant};
 pub use experiment::{ExperimentConfig, HoldoutRow, Kind, Spread, TransferPoint, holdout_report, transfer_curves, transfer_experiment};
