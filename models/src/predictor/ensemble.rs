@@ -102,7 +102,9 @@ impl Default for EnsembleConfig {
             fp32: Learner::Mlp(FitConfig { weight_decay: 0.03, ..fit.clone() }),
             quant: Learner::Mlp(fit),
             features: FeatureSet { onehot: true, numeric: true, bits: true },
-            bootstrap: false,
+            // Bootstrap members disagree where the pairs are sparse (policies unlike any pair),
+            // which the searches penalise; members differing only in their seeds agreed there.
+            bootstrap: true,
             base: Base::Measured,
             rank_totals: true,
             fp32_input: true,
@@ -549,7 +551,9 @@ mod tests {
         let space = Space::load("micro").unwrap();
         let d = synthetic(&space, 200, 0.002, 5);
         let (fp, train, held) = split(&d);
-        let cfg = small();
+        // Members on the whole training set (bootstrap resamples, the default, are tested below:
+        // they give up a little accuracy for a spread that means something).
+        let cfg = EnsembleConfig { bootstrap: false, ..small() };
         let f = train_fp32(&space, &fp, &cfg).unwrap();
         let q = train_quant(&space, &train, Some(&f), &cfg).unwrap();
         let pred: Vec<f64> = held.iter().map(|s| q.predict_one(&s.arch)).collect();
@@ -561,6 +565,14 @@ mod tests {
         assert!(std > 0.0 && std < 0.1, "{std}");
         let pess = Pessimistic { ensemble: &q, k: 2.0 }.predict(std::slice::from_ref(&held[0].arch))[0];
         assert!((pess - (mean - 2.0 * std)).abs() < 1e-12);
+        // Bootstrap members still rank well and disagree more than members that differ in seed only.
+        let boot = EnsembleConfig { bootstrap: true, ..small() };
+        let qb = train_quant(&space, &train, Some(&train_fp32(&space, &fp, &boot).unwrap()), &boot).unwrap();
+        let pred: Vec<f64> = held.iter().map(|s| qb.predict_one(&s.arch)).collect();
+        let mb = metrics(&pred, &truth, train.len());
+        assert!(mb.kendall_tau > 0.85, "{mb:?}");
+        let spread = |p: &EnsemblePredictor| held.iter().map(|s| p.predict_stats(&s.arch).1).sum::<f64>();
+        assert!(spread(&qb) > spread(&q), "bootstrap spread {} vs seeds only {}", spread(&qb), spread(&q));
     }
 
     #[test]
