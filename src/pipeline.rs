@@ -344,9 +344,10 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
     budgets.extend(budgets_of(&space, &lut, &a.energy_budgets, true)?);
     let points = out.join("points.csv");
     let candidates_json = out.join("candidates.json");
+    let front_csv = out.join("front.csv");
     let refined = out.join("predictor_quant_refined.bin");
     let fp = format!("{}|{:?}|{:?}|{}|{SEARCH_PENALTY}|{}|{}", file_hash(&p_q)?, evo, budgets, lut.header.hw_hash, a.refine_rounds, a.rerank_images);
-    let mut outputs = vec![points.as_path(), candidates_json.as_path()];
+    let mut outputs = vec![points.as_path(), candidates_json.as_path(), front_csv.as_path()];
     if a.refine_rounds > 0 {
         outputs.push(refined.as_path());
     }
@@ -387,7 +388,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
         let search_p = Pessimistic { ensemble: &current, k: SEARCH_PENALTY };
         let winners: Vec<Arch> = read_rows(&points)?.iter().filter(|r| !r.arch.is_empty()).map(|r| Arch::parse(&r.arch, &space)).collect::<Result<_, _>>()?;
         let (front, o) = evolution::pareto_seeded(&mut Evaluator::new(&space, &lut, &search_p), &Freedom::joint(&space), &Budget::default(), &evo, &winners)?;
-        write_rows(&out.join("front.csv"), &search_cmd::front_rows(&front, &o, &Budget::default()))?;
+        write_rows(&front_csv, &search_cmd::front_rows(&front, &o, &Budget::default()))?;
         stages.mark("search", &fp)?;
     }
     report.refine_rounds = a.refine_rounds;
@@ -397,7 +398,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
 
     // 8. Measured re-ranking: every method's candidates on the validation images, the winner and
     // the predicted-only winner on the test split (resumable: measurements are cached).
-    let lists = read_candidates(&out.join("candidates.json"))?;
+    let lists = read_candidates(&candidates_json)?;
     let mut rows = read_rows(&points)?;
     let todo = rows.iter().filter(|r| !r.arch.is_empty() && r.test_accuracy.is_none()).count();
     if todo > 0 {
@@ -430,9 +431,8 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
         write_rows(&points, &rows)?;
         say(line);
     }
-    // A sample of the front measured on the test split (every fourth point by latency).
-    let front_path = out.join("front.csv");
-    let mut front = read_rows(&front_path)?;
+    // A sample of the front measured on the test split (about 12 points, evenly by latency).
+    let mut front = read_rows(&front_csv)?;
     front.sort_by(|x, y| x.latency_ms.unwrap_or(0.0).total_cmp(&y.latency_ms.unwrap_or(0.0)));
     let every = (front.len() / 12).max(1);
     for (k, r) in front.iter_mut().enumerate() {
@@ -441,7 +441,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
             r.test_accuracy = Some(measurer.measure(&arch, Split::Test).map_err(|e| anyhow!(e))?);
         }
     }
-    write_rows(&front_path, &front)?;
+    write_rows(&front_csv, &front)?;
     report.rows = rows;
     report.front = front;
     report.budgets = budgets;
