@@ -207,8 +207,7 @@ impl AccuracyPredictor {
             sections.push((format!("w{i}"), w.iter().flat_map(|v| v.to_le_bytes()).collect()));
             sections.push((format!("b{i}"), b.iter().flat_map(|v| v.to_le_bytes()).collect()));
         }
-        let header = serde_json::json!({ "predictor": self.header, "space_toml": toml::to_string(&self.space).expect("space serialises") });
-        Container { header: serde_json::to_string_pretty(&header).expect("header"), sections }.save(path)
+        Container { header: super::file_header("predictor", &self.header, &self.space), sections }.save(path)
     }
 
     pub fn load(path: &Path) -> Result<AccuracyPredictor, CheckpointError> {
@@ -218,9 +217,7 @@ impl AccuracyPredictor {
     /// The predictor in a loaded container (`origin` names the file in errors).
     pub fn from_container(c: &Container, origin: &str) -> Result<AccuracyPredictor, CheckpointError> {
         let bad = |m: String| CheckpointError(format!("{origin}: {m}"));
-        let v: serde_json::Value = serde_json::from_str(&c.header).map_err(|e| bad(format!("bad header ({e})")))?;
-        let header: PredictorHeader = serde_json::from_value(v["predictor"].clone()).map_err(|e| bad(format!("not a predictor file ({e})")))?;
-        let space = Space::from_toml(v["space_toml"].as_str().unwrap_or_default(), origin).map_err(|e| bad(e.0))?;
+        let (header, space): (PredictorHeader, Space) = super::read_file_header(c, origin, "predictor", "predictor")?;
         let floats = |name: &str| -> Result<Vec<f32>, CheckpointError> {
             let b = c.section(name).ok_or_else(|| bad(format!("no section {name}")))?;
             Ok(b.chunks_exact(4).map(|x| f32::from_le_bytes(x.try_into().expect("4 bytes"))).collect())

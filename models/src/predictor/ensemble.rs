@@ -447,8 +447,7 @@ impl EnsemblePredictor {
                 }
             }
         }
-        let header = serde_json::json!({ "ensemble": self.header, "space_toml": toml::to_string(&self.space).expect("space serialises") });
-        Container { header: serde_json::to_string_pretty(&header).expect("header"), sections }.save(path)
+        Container { header: super::file_header("ensemble", &self.header, &self.space), sections }.save(path)
     }
 
     pub fn load(path: &Path) -> Result<EnsemblePredictor, CheckpointError> {
@@ -458,9 +457,7 @@ impl EnsemblePredictor {
     /// The predictor in a loaded container (`origin` names the file in errors).
     pub fn from_container(c: &Container, origin: &str) -> Result<EnsemblePredictor, CheckpointError> {
         let bad = |m: String| CheckpointError(format!("{origin}: {m}"));
-        let v: serde_json::Value = serde_json::from_str(&c.header).map_err(|e| bad(format!("bad header ({e})")))?;
-        let header: EnsembleHeader = serde_json::from_value(v["ensemble"].clone()).map_err(|e| bad(format!("not a ranking predictor file ({e})")))?;
-        let space = Space::from_toml(v["space_toml"].as_str().unwrap_or_default(), origin).map_err(|e| bad(e.0))?;
+        let (header, space): (EnsembleHeader, Space) = super::read_file_header(c, origin, "ensemble", "ranking predictor")?;
         let floats = |name: &str, len: usize| -> Result<Vec<f32>, CheckpointError> {
             let b = c.section(name).ok_or_else(|| bad(format!("no section {name}")))?;
             if b.len() != 4 * len {

@@ -89,6 +89,22 @@ pub enum LoadedPredictor {
     Ensemble(Box<EnsemblePredictor>),
 }
 
+/// A predictor file's JSON header: the kind's header under `key`, beside its space's TOML.
+pub(super) fn file_header<H: Serialize>(key: &str, header: &H, space: &Space) -> String {
+    let v = serde_json::json!({ key: header, "space_toml": toml::to_string(space).expect("space serialises") });
+    serde_json::to_string_pretty(&v).expect("header")
+}
+
+/// The kind's header (under `key`; `what` names the kind in the error) and the space of a loaded
+/// predictor file (`origin` names it in errors).
+pub(super) fn read_file_header<H: serde::de::DeserializeOwned>(c: &Container, origin: &str, key: &str, what: &str) -> Result<(H, Space), CheckpointError> {
+    let bad = |m: String| CheckpointError(format!("{origin}: {m}"));
+    let v: serde_json::Value = serde_json::from_str(&c.header).map_err(|e| bad(format!("bad header ({e})")))?;
+    let header = serde_json::from_value(v[key].clone()).map_err(|e| bad(format!("not a {what} file ({e})")))?;
+    let space = Space::from_toml(v["space_toml"].as_str().unwrap_or_default(), origin).map_err(|e| bad(e.0))?;
+    Ok((header, space))
+}
+
 impl LoadedPredictor {
     /// Load a predictor file of either kind (the header says which).
     pub fn load(path: &Path) -> Result<LoadedPredictor, CheckpointError> {
