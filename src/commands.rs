@@ -9,7 +9,8 @@ use bitfusion_simulator::energy::ChipFigures;
 use bitfusion_simulator::engine::{self, CycleModel};
 use bitfusion_simulator::mapping::Objective;
 use bitfusion_simulator::networks::{NETWORKS, network, network_names};
-use bitfusion_simulator::report::{self, Format, write_atomic};
+use bitfusion_simulator::report::{self, Format};
+use bitfusion_util::write_atomic;
 use bitfusion_simulator::validate;
 use bitfusion_simulator::workload::{WorkloadOverrides, read_topology, topology_csv};
 use bitfusion_simulator::{Layer, build, simulate_layers};
@@ -347,6 +348,11 @@ pub fn lut_build(space: &str, hw: &HwArgs, model: Option<&str>, objective: &str,
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     };
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    // Two builds into one file would each rewrite it and drop the other's entries.
+    let _lock = bitfusion_util::OutputLock::file(out)?;
     let started = std::time::Instant::now();
     let spec = BuildSpec { space: &space, hw: &config, model, objective, batch };
     let (_, s) = build_lut(&spec, out, &progress)?;

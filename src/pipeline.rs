@@ -26,7 +26,7 @@ use bitfusion_search::methods::METHODS;
 use bitfusion_search::{Arch, Space};
 use bitfusion_simulator::config::{CostModelName, load_hw};
 use bitfusion_simulator::mapping::Objective;
-use bitfusion_simulator::report::write_atomic;
+use bitfusion_util::write_atomic;
 
 use crate::search_cmd::{self, PointRow, read_candidates, read_rows, write_rows};
 
@@ -170,7 +170,8 @@ fn budgets_of(space: &Space, lut: &Lut, fractions: &[f64], energy: bool) -> anyh
 pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
     let started = Instant::now();
     let out = &a.out;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    // One `bitfusion run` per directory: a second one would interleave stages and caches.
+    let _lock = bitfusion_util::OutputLock::dir(out)?;
     let mut stages = Stages::load(out)?;
     let space = Space::load("micro")?;
     let hw = load_hw(&a.hw.hw, &a.hw.set)?;

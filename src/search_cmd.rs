@@ -221,7 +221,7 @@ pub fn write_rows(path: &Path, rows: &[PointRow]) -> anyhow::Result<()> {
         w.serialize(r)?;
     }
     let bytes = w.into_inner().map_err(|e| anyhow!("csv: {e}"))?;
-    bitfusion_simulator::report::write_atomic(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
+    bitfusion_util::write_atomic(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Read pair files (JSON lines) into one list.
@@ -301,7 +301,7 @@ pub fn run_predictor(cmd: PredictorCommand) -> anyhow::Result<bool> {
                 eprintln!("seed {s} {}: fp32 tau {:.3}, quantized tau {:.3}", kind.name(), f.kendall_tau, q.kendall_tau);
             })
             .map_err(|e| anyhow!(e))?;
-            bitfusion_simulator::report::write_atomic(&out.join("predictor_holdout.json"), serde_json::to_string_pretty(&rows)?.as_bytes())?;
+            bitfusion_util::write_atomic(&out.join("predictor_holdout.json"), serde_json::to_string_pretty(&rows)?.as_bytes())?;
             println!("| kind | target | train | test | RMSE | Kendall tau (mean ± std [min, max]) | pairwise accuracy |");
             println!("|---|---|---|---|---|---|---|");
             for h in &rows {
@@ -357,7 +357,7 @@ pub fn write_transfer(out: &Path, pts: &[predictor::TransferPoint]) -> anyhow::R
     for p in pts {
         w.serialize(p)?;
     }
-    bitfusion_simulator::report::write_atomic(&out.join("transfer.csv"), &w.into_inner().map_err(|e| anyhow!("csv: {e}"))?)?;
+    bitfusion_util::write_atomic(&out.join("transfer.csv"), &w.into_inner().map_err(|e| anyhow!("csv: {e}"))?)?;
     plot_transfer_points(out, pts)
 }
 
@@ -510,7 +510,7 @@ pub fn search_budget(space: &Space, lut: &Lut, p: &dyn evolution::Predictor, bud
         if *m == "joint" {
             joint_queries = r.queries;
             match &r.best {
-                Some(c) => bitfusion_simulator::report::write_atomic(&out.join("best.json"), best_file(space, lut, c, budget)?.as_bytes())?,
+                Some(c) => bitfusion_util::write_atomic(&out.join("best.json"), best_file(space, lut, c, budget)?.as_bytes())?,
                 None => bail!("{}", r.note),
             }
         }
@@ -526,7 +526,7 @@ pub fn search_budget(space: &Space, lut: &Lut, p: &dyn evolution::Predictor, bud
     let mut all_lists = read_candidates(&cpath)?;
     all_lists.retain(|x| !same(x.budget_latency_ms, x.budget_energy_mj, &x.method));
     all_lists.extend(lists);
-    bitfusion_simulator::report::write_atomic(&cpath, serde_json::to_string_pretty(&all_lists)?.as_bytes())?;
+    bitfusion_util::write_atomic(&cpath, serde_json::to_string_pretty(&all_lists)?.as_bytes())?;
     Ok(rows)
 }
 

@@ -390,7 +390,7 @@ pub fn write_ptq(out: &Path, rows: &[eval::PtqRow]) -> anyhow::Result<()> {
         w.serialize(r)?;
     }
     let bytes = w.into_inner().map_err(|e| anyhow!("csv: {e}"))?;
-    bitfusion_simulator::report::write_atomic(out, &bytes).with_context(|| format!("cannot write {}", out.display()))
+    bitfusion_util::write_atomic(out, &bytes).with_context(|| format!("cannot write {}", out.display()))
 }
 
 /// The table as markdown: one row per (network, weight bits), one column per (quantizer,

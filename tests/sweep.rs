@@ -7,7 +7,8 @@ use common::{bitfusion, scratch};
 
 use bitfusion_simulator::config::load_hw;
 use bitfusion_simulator::networks::network;
-use bitfusion_simulator::sweep::{self, ResultRow, Shard, Sweep, dominates, read_rows};
+use bitfusion_simulator::sweep::{self, ResultRow, Shard, Sweep, read_rows};
+use bitfusion_util::pareto::dominates;
 use bitfusion_simulator::{build, simulate_layers};
 use std::path::Path;
 use std::process::Command;

@@ -75,26 +75,19 @@ impl Container {
         Ok(Container { header, sections })
     }
 
-    /// Write atomically: a temporary file beside `path`, then a rename.
+    /// Write atomically and durably (`bitfusion_util::write_atomic`), creating the directory.
     pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
-        write_atomic(path, &self.to_bytes())
+        let err = |e: std::io::Error| CheckpointError(format!("{}: {e}", path.display()));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        bitfusion_util::write_atomic(path, &self.to_bytes()).map_err(err)
     }
 
     pub fn load(path: &Path) -> Result<Container, CheckpointError> {
         let bytes = std::fs::read(path).map_err(|e| CheckpointError(format!("{}: {e}", path.display())))?;
         Container::from_bytes(&bytes, &path.display().to_string())
     }
-}
-
-/// Write `bytes` to `path` through a temporary file and a rename, so readers never see half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let err = |e: std::io::Error| CheckpointError(format!("{}: {e}", path.display()));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
 }
 
 #[cfg(test)]

@@ -106,7 +106,10 @@ impl<'a> Measurer<'a> {
         self.made += 1;
         if let Some(p) = &self.path {
             let text = serde_json::to_string_pretty(&self.cache).expect("measurements serialise");
-            crate::checkpoint::write_atomic(p, text.as_bytes()).map_err(|e| e.0)?;
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            bitfusion_util::write_atomic(p, text.as_bytes()).map_err(|e| format!("{}: {e}", p.display()))?;
         }
         Ok(v)
     }

@@ -21,7 +21,7 @@ use crate::space::{Space, hex};
 use bitfusion_simulator::config::{CostModelName, HwConfig};
 use bitfusion_simulator::mapping::Objective;
 use bitfusion_simulator::model::{CostModel, build, simulate_layers};
-use bitfusion_simulator::report::write_atomic;
+use bitfusion_util::write_atomic;
 use bitfusion_simulator::{Layer, LayerKind};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};

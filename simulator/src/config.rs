@@ -304,6 +304,8 @@ impl HwConfig {
     /// Parse TOML text (`origin` names it in errors), apply overrides, validate.
     pub fn from_toml_str(text: &str, origin: &str, overrides: &[String]) -> Result<Self, ConfigError> {
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| toml_error(origin, text, &e))?;
+        // Type and unknown-key errors in the file itself name the key and its line in the file.
+        toml::from_str::<FileDoc>(text).map_err(|e| de_error(origin, text, &e, true))?;
         if overrides.is_empty() {
             return Self::from_table(table, origin);
         }
@@ -312,13 +314,25 @@ impl HwConfig {
         for o in overrides {
             apply_override(&mut table, o)?;
         }
-        Self::from_table(table, &format!("{origin} with --set {}", overrides.join(" --set ")))
+        let with = format!("{origin} with --set {}", overrides.join(" --set "));
+        Self::from_table(table, &with).map_err(|mut e| {
+            // Name the one `--set` that gave the offending key, when the message names one.
+            if let Some(o) = overrides.iter().rev().find(|o| {
+                let key = o.split_once('=').map_or(o.as_str(), |(k, _)| k.trim());
+                e.message.starts_with(&format!("{key}:")) || e.message.starts_with(&format!("{key} "))
+            }) {
+                e.origin = format!("{origin} with --set {o}");
+            }
+            e
+        })
     }
 
     /// Validate a TOML document.
     pub fn from_table(table: toml::Table, origin: &str) -> Result<Self, ConfigError> {
-        let doc: FileDoc = FileDoc::deserialize(toml::Value::Table(table.clone()))
-            .map_err(|e| ConfigError::new(origin, de_message(&e)))?;
+        // Deserialize through the document's text so that a type error carries a span, from
+        // which the dotted key is recovered (a `toml::Value` has no spans).
+        let text = toml::to_string(&table).map_err(|e| ConfigError::new(origin, e.to_string()))?;
+        let doc: FileDoc = toml::from_str(&text).map_err(|e| de_error(origin, &text, &e, false))?;
         let o = origin;
         let array = ArrayConfig {
             rows: check_int(o, "array.rows", doc.array.rows, 1, MAX_ARRAY_SIDE)? as u32,
@@ -451,6 +465,9 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), C
     let Some((key, raw)) = assignment.split_once('=') else {
         return Err(ConfigError::new(&origin, "expected key=value, e.g. array.rows=32"));
     };
+    if assignment.contains(['\n', '\r']) {
+        return Err(ConfigError::new(&origin, "a --set value must be on one line"));
+    }
     let key = key.trim();
     let value = parse_override_value(raw.trim());
     set_dotted(table, key, value).map_err(|m| ConfigError::new(&origin, m))
@@ -498,9 +515,73 @@ fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> ConfigError {
     }
 }
 
-/// Make a serde error message name the key it is about (serde's messages can span lines).
-fn de_message(e: &toml::de::Error) -> String {
-    e.message().trim().replace('\n', " ")
+/// A deserialization error (wrong type, unknown key) on one line, naming the dotted key it is
+/// about, in plain words, and, when `text` is the user's own file, its line.
+fn de_error(origin: &str, text: &str, e: &toml::de::Error, file_lines: bool) -> ConfigError {
+    let msg = plain_types(&e.message().trim().replace('\n', " "));
+    let Some(span) = e.span() else { return ConfigError::new(origin, msg) };
+    let origin = if file_lines {
+        let (line, _) = line_col(text, span.start);
+        format!("{origin}:{line}")
+    } else {
+        origin.to_string()
+    };
+    match key_at(text, span.start) {
+        Some(key) => ConfigError::new(&origin, format!("{key}: {msg}")),
+        None => ConfigError::new(&origin, msg),
+    }
+}
+
+/// serde's type names as a user reads them ("expected i64" -> "expected an integer").
+fn plain_types(message: &str) -> String {
+    const NAMES: &[(&str, &str)] = &[
+        ("i64", "an integer"),
+        ("u64", "a non-negative integer"),
+        ("u32", "a non-negative integer"),
+        ("i32", "an integer"),
+        ("f64", "a number"),
+        ("f32", "a number"),
+        ("bool", "a boolean (true or false)"),
+        ("a boolean", "a boolean (true or false)"),
+        ("string", "a string"),
+        ("a sequence", "an array"),
+        ("a map", "a table"),
+    ];
+    let mut out = message.to_string();
+    for (raw, plain) in NAMES {
+        out = out.replace(&format!("expected {raw}"), &format!("expected {plain}"));
+    }
+    let out = out.replace("floating point", "number");
+    // "invalid type: string \"abc\", expected an integer" -> "expected an integer, found string \"abc\""
+    match out.strip_prefix("invalid type: ").and_then(|r| r.rsplit_once(", expected ")) {
+        Some((found, expected)) => format!("expected {expected}, found {found}"),
+        None => out,
+    }
+}
+
+/// The dotted key of the `key = value` line holding byte `offset` of a TOML document, with the
+/// enclosing `[table]` (`[[array]]` headers numbered: `core.fusion_unit[1]`).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |p| p + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let mut table = String::new();
+    let mut arrays: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for l in text[..line_start].lines() {
+        let l = l.trim();
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
+            let n = arrays.entry(name.trim().to_string()).or_insert(0);
+            table = format!("{}[{}]", name.trim(), *n);
+            *n += 1;
+        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            table = name.trim().to_string();
+        }
+    }
+    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"'))?;
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    Some(if table.is_empty() { key.to_string() } else { format!("{table}.{key}") })
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -538,6 +619,14 @@ pub fn load_hw(spec: &str, overrides: &[String]) -> Result<HwConfig, ConfigError
     }
     let name = spec.trim_end_matches(".toml");
     let name = name.rsplit('/').next().unwrap_or(name);
+    if spec.contains(std::path::MAIN_SEPARATOR) || spec.contains('/') || spec.ends_with(".toml") {
+        // A path that does not exist is a mistake, even when a built-in config has its name.
+        let hint = match SHIPPED_CONFIGS.iter().find(|(n, _)| *n == name) {
+            Some((n, _)) => format!(" (for the built-in config of that name, pass --hw {n})"),
+            None => String::new(),
+        };
+        return Err(ConfigError::new(spec, format!("no such file{hint}")));
+    }
     match SHIPPED_CONFIGS.iter().find(|(n, _)| *n == name) {
         Some((n, text)) => HwConfig::from_toml_str(text, &format!("{n} (built in)"), overrides),
         None => Err(ConfigError::new(
@@ -615,6 +704,36 @@ mod tests {
         assert!(!e.contains('\n'), "one line: {e}");
         let e = err("name = \"x\"\n", &[]);
         assert!(e.contains("missing field `array`"), "{e}");
+    }
+
+    #[test]
+    fn type_and_key_errors_name_the_dotted_key_and_line() {
+        let text = paper().replacen("rows = 16", "rows = \"sixteen\"", 1);
+        let line = text.lines().position(|l| l.contains("\"sixteen\"")).unwrap() + 1;
+        let e = err(&text, &[]);
+        assert!(e.starts_with(&format!("t.toml:{line}: array.rows: expected an integer")), "{e}");
+        let e = err(&paper(), &["array.rows=abc"]);
+        assert!(e.contains("with --set array.rows=abc: array.rows: expected an integer"), "{e}");
+        let e = err(&paper(), &["array.cols=3", "memory.wbuf_bytes=1.5"]);
+        assert!(e.contains("--set memory.wbuf_bytes=1.5: memory.wbuf_bytes: expected an integer, found number"), "{e}");
+        let e = err(&paper(), &["array.rowz=3"]);
+        assert!(e.contains("array.rowz: unknown field `rowz`"), "{e}");
+        let e = err(&format!("{}\nbogus = 1\n", paper()), &[]);
+        assert!(e.contains("bogus: unknown field `bogus`"), "{e}");
+        assert!(!e.contains("i64"), "{e}");
+    }
+
+    #[test]
+    fn set_values_with_line_breaks_are_refused() {
+        let e = err(&paper(), &["array.rows=3\nx"]);
+        assert!(e.contains("must be on one line"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_path_is_not_taken_for_a_built_in_name() {
+        let e = load_hw("/no/such/dir/bitfusion-8x8.toml", &[]).unwrap_err().to_string();
+        assert!(e.contains("no such file") && e.contains("--hw bitfusion-8x8"), "{e}");
+        assert!(load_hw("bitfusion-8x8.toml", &[]).is_err());
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub const MAX_BITS: u32 = 16;
 pub const MAX_DIM: u32 = 1 << 20;
 /// Largest accepted multiply-accumulate count of one layer (keeps every bit counter inside u64).
 pub const MAX_MACS: u64 = 1 << 46;
+/// Largest accepted element count of one tensor (input, weights, output): at 16 bits an element,
+/// every bit count of a tensor stays below 2^50.
+pub const MAX_ELEMENTS: u64 = 1 << 46;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Layer {
@@ -139,14 +142,53 @@ impl Layer {
         self.groups > 1 && self.groups == self.in_channels && self.groups == self.out_channels
     }
 
-    /// Multiply-accumulates of the whole layer (all groups, the whole batch).
+    /// Multiply-accumulates of the whole layer (all groups, the whole batch). Exact for a
+    /// layer that passed [`Layer::validate`] (at most [`MAX_MACS`]); saturates, never wraps,
+    /// for one that did not.
     pub fn macs(&self) -> u64 {
-        self.batch as u64
-            * self.out_h() as u64
-            * self.out_w() as u64
-            * (self.kernel as u64).pow(2)
-            * (self.in_channels / self.groups) as u64
-            * self.out_channels as u64
+        self.mac_factors().iter().fold(1u64, |acc, (_, v)| acc.saturating_mul(*v))
+    }
+
+    /// The factors of [`Layer::macs`], each with the column it comes from.
+    fn mac_factors(&self) -> [(&'static str, u64); 6] {
+        [
+            ("batch", self.batch as u64),
+            ("in_h", self.out_h() as u64),
+            ("in_w", self.out_w() as u64),
+            ("kernel", (self.kernel as u64).pow(2)),
+            ("in_channels", (self.in_channels / self.groups) as u64),
+            ("out_channels", self.out_channels as u64),
+        ]
+    }
+
+    /// Check every size product of the layer (its MACs and the element counts of its input,
+    /// weight and output tensors) against its limit with checked arithmetic; an error names the
+    /// column whose factor takes the product over the limit.
+    fn check_sizes(&self) -> Result<(), LayerError> {
+        let (b, ih, iw) = (self.batch as u64, self.in_h as u64, self.in_w as u64);
+        let (oh, ow, k) = (self.out_h() as u64, self.out_w() as u64, self.kernel as u64);
+        let (ci, co, g) = (self.in_channels as u64, self.out_channels as u64, self.groups as u64);
+        let products: [(&str, u64, &[(&'static str, u64)]); 4] = [
+            ("multiply-accumulates", MAX_MACS, &self.mac_factors()),
+            ("input elements", MAX_ELEMENTS, &[("batch", b), ("in_h", ih), ("in_w", iw), ("in_channels", ci)]),
+            ("weight elements", MAX_ELEMENTS, &[("kernel", k * k), ("in_channels", ci / g), ("out_channels", co)]),
+            ("output elements", MAX_ELEMENTS, &[("batch", b), ("in_h", oh), ("in_w", ow), ("out_channels", co)]),
+        ];
+        for (what, limit, factors) in products {
+            let mut acc = 1u64;
+            for (field, v) in factors {
+                acc = match acc.checked_mul(*v) {
+                    Some(p) if p <= limit => p,
+                    _ => {
+                        return Err(bad(
+                            field,
+                            format!("{v} takes the layer's {what} above the limit of 2^{} (the layer is too large)", limit.ilog2()),
+                        ));
+                    }
+                };
+            }
+        }
+        Ok(())
     }
 
     /// Check that the layer can exist.
@@ -217,10 +259,7 @@ impl Layer {
                 }
             }
         }
-        if self.macs() > MAX_MACS {
-            return Err(bad("in_channels", format!("the layer has {} MACs, above the limit of 2^46", self.macs())));
-        }
-        Ok(())
+        self.check_sizes()
     }
 }
 
@@ -254,5 +293,22 @@ mod tests {
         assert_eq!(l.validate().unwrap_err().field, "kernel");
         l = Layer::conv("x", 0, 8, 8, 32, 3, 1, 1, 1, 8, 8);
         assert_eq!(l.validate().unwrap_err().field, "batch");
+    }
+
+    #[test]
+    fn size_products_never_wrap() {
+        // 65,536 channels in and out at 65,536 x 65,536: the MACs wrap to 0 in u64 arithmetic.
+        let mut l = Layer::conv("huge", 1, 8, 8, 8, 1, 1, 0, 1, 8, 8);
+        (l.in_channels, l.out_channels, l.in_h, l.in_w) = (65_536, 65_536, 65_536, 65_536);
+        let e = l.validate().unwrap_err();
+        assert_eq!(e.field, "in_channels", "{e}");
+        assert!(e.message.contains("multiply-accumulates above the limit of 2^46"), "{e}");
+        assert_eq!(l.macs(), u64::MAX, "saturates instead of wrapping");
+        // A huge input with few MACs (a stride that skips almost all of it).
+        let mut l = Layer::conv("strided", 1024, 1024, 1, 8, 1, 1, 0, 1, 8, 8);
+        (l.in_h, l.in_w, l.stride) = (1 << 20, 1 << 20, 1 << 20);
+        let e = l.validate().unwrap_err();
+        assert!(e.message.contains("input elements"), "{e}");
+        assert!(Layer::conv("ok", 1, 64, 64, 56, 3, 1, 1, 1, 8, 8).validate().is_ok());
     }
 }

@@ -37,7 +37,7 @@ use crate::layer::Layer;
 use crate::mapping::Objective;
 use crate::model::{CostModel, build, simulate_layers};
 use crate::networks::network;
-use crate::report::write_atomic;
+use bitfusion_util::{OutputLock, non_dominated, write_atomic};
 use crate::workload::{WorkloadOverrides, read_topology};
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -72,7 +72,7 @@ struct RangeSpec {
     factor: Option<f64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 struct AreaSpec {
     budget_mm2: f64,
@@ -159,17 +159,27 @@ impl Point {
     }
 }
 
-/// A parsed, validated sweep.
+/// A parsed sweep: its axes, not its points. Points are materialised (and validated) one at a
+/// time when a run needs them ([`Sweep::point`]), so a spec of millions of points costs memory
+/// only for the rows a run (or a shard) produces.
 #[derive(Debug)]
 pub struct Sweep {
     pub name: String,
     pub model: CostModelName,
     pub objective: Objective,
     pub keys: Vec<String>,
-    pub points: Vec<Point>,
     pub workloads: Vec<Workload>,
     pub precisions: Vec<Precision>,
+    origin: String,
+    base: toml::Table,
+    /// Each dimension's values: an axis (one key) or a zip group (its keys together).
+    dims: Vec<Vec<Vec<(String, toml::Value)>>>,
+    area: Option<AreaSpec>,
+    point_count: usize,
 }
+
+/// The most jobs (points x workloads x precisions) one spec may describe.
+pub const MAX_JOBS: usize = 10_000_000;
 
 /// One (point, workload, precision) row to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,6 +203,15 @@ fn expand(origin: &str, key: &str, vals: &AxisValues) -> Result<Vec<toml::Value>
             let mut v = Vec::new();
             let mut x = r.start;
             let as_value = |x: f64| if x.fract() == 0.0 { toml::Value::Integer(x as i64) } else { toml::Value::Float(x) };
+            // Count the values before making them, so a range of 10^12 steps is refused, not built.
+            let count = match (r.step, r.factor) {
+                (Some(step), None) if step > 0.0 => ((r.stop - r.start) / step).floor() + 1.0,
+                (None, Some(f)) if f > 1.0 && r.start > 0.0 => (r.stop / r.start).ln() / f.ln() + 1.0,
+                _ => 0.0,
+            };
+            if !count.is_finite() || count > MAX_JOBS as f64 {
+                return Err(err(format!("{origin}: axis '{key}': the range has {count:.3e} values, above the limit of {MAX_JOBS}")));
+            }
             match (r.step, r.factor) {
                 (Some(step), None) if step > 0.0 => {
                     while x <= r.stop + 1e-9 {
@@ -317,71 +336,98 @@ impl Sweep {
         if dup.len() != keys.len() {
             return Err(err(format!("{origin}: a key is swept twice")));
         }
-        // The cross product, each point validated now.
-        let mut points = Vec::new();
-        let mut idx = vec![0usize; dims.len()];
-        loop {
-            let mut table = base.document.clone();
-            let mut values = Vec::new();
-            for (d, &i) in dims.iter().zip(&idx) {
-                for (k, v) in &d[i] {
-                    set_dotted(&mut table, k, v.clone()).map_err(|m| err(format!("{origin}: axis '{k}': {m}")))?;
-                    values.push((k.clone(), value_text(v)));
-                }
-            }
-            let label = values.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
-            let hw = HwConfig::from_table(table, &format!("{origin}: point {label}"))
-                .map_err(|e: ConfigError| err(e.to_string()))?;
-            let area_mm2 = ChipFigures::new(&hw).area_mm2();
-            let skip = spec.area.as_ref().and_then(|a| match area_mm2 {
-                None => Some("area unknown: a buffer has no SRAM figures".to_string()),
-                Some(x) if x > a.budget_mm2 => Some(format!("area {x:.3} mm^2 exceeds the budget {:.3} mm^2", a.budget_mm2)),
-                Some(x) if x < a.min_fraction * a.budget_mm2 => {
-                    Some(format!("area {x:.3} mm^2 is below {:.0}% of the budget {:.3} mm^2", 100.0 * a.min_fraction, a.budget_mm2))
-                }
-                _ => None,
-            });
-            points.push(Point { values, hw, area_mm2, skip });
-            // Next index (last dimension fastest).
-            let mut d = dims.len();
-            loop {
-                if d == 0 {
-                    return Ok(Sweep {
-                        name: if spec.name.is_empty() { origin.to_string() } else { spec.name },
-                        model,
-                        objective,
-                        keys,
-                        points,
-                        workloads,
-                        precisions,
-                    });
-                }
-                d -= 1;
-                idx[d] += 1;
-                if idx[d] < dims[d].len() {
-                    break;
-                }
-                idx[d] = 0;
-            }
-        }
+        // Count before anything is expanded; refuse absurd counts, naming the axes.
+        let sizes: Vec<String> = dims
+            .iter()
+            .map(|d| format!("{}: {}", d[0].iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join("+"), d.len()))
+            .chain([format!("workloads: {}", workloads.len()), format!("precisions: {}", precisions.len())])
+            .collect();
+        let jobs = dims
+            .iter()
+            .map(Vec::len)
+            .chain([workloads.len(), precisions.len()])
+            .try_fold(1usize, |acc, n| acc.checked_mul(n).filter(|&p| p <= MAX_JOBS));
+        let Some(jobs) = jobs else {
+            let total = dims.iter().map(|d| d.len() as f64).product::<f64>() * workloads.len() as f64 * precisions.len() as f64;
+            return Err(err(format!(
+                "{origin}: the sweep has {total:.3e} jobs ({}), above the limit of {MAX_JOBS}; narrow an axis or split the spec",
+                sizes.join(" x ")
+            )));
+        };
+        let sweep = Sweep {
+            name: if spec.name.is_empty() { origin.to_string() } else { spec.name },
+            model,
+            objective,
+            keys,
+            point_count: jobs / (workloads.len() * precisions.len()),
+            workloads,
+            precisions,
+            origin: origin.to_string(),
+            base: base.document.clone(),
+            dims,
+            area: spec.area,
+        };
+        // The first point is checked now, so a key that is not a config key fails at once.
+        sweep.point(0)?;
+        Ok(sweep)
     }
 
-    /// Every row in a fixed order: points, then workloads, then precisions.
-    pub fn jobs(&self) -> Vec<Job> {
-        let mut v = Vec::new();
-        for p in 0..self.points.len() {
-            for w in 0..self.workloads.len() {
-                for q in 0..self.precisions.len() {
-                    v.push(Job { point: p, workload: w, precision: q });
-                }
+    /// Number of design points.
+    pub fn point_count(&self) -> usize {
+        self.point_count
+    }
+
+    /// Number of rows: points x workloads x precisions.
+    pub fn job_count(&self) -> usize {
+        self.point_count * self.workloads.len() * self.precisions.len()
+    }
+
+    /// Design point `index` (the last dimension varies fastest), its config built and validated.
+    pub fn point(&self, index: usize) -> Result<Point, SweepError> {
+        let origin = &self.origin;
+        let mut table = self.base.clone();
+        let mut values = Vec::new();
+        let mut rest = index;
+        let mut picks = vec![0usize; self.dims.len()];
+        for (d, dim) in self.dims.iter().enumerate().rev() {
+            picks[d] = rest % dim.len();
+            rest /= dim.len();
+        }
+        for (dim, &i) in self.dims.iter().zip(&picks) {
+            for (k, v) in &dim[i] {
+                set_dotted(&mut table, k, v.clone()).map_err(|m| err(format!("{origin}: axis '{k}': {m}")))?;
+                values.push((k.clone(), value_text(v)));
             }
         }
-        v
+        let label = values.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+        let hw = HwConfig::from_table(table, &format!("{origin}: point {label}")).map_err(|e: ConfigError| err(e.to_string()))?;
+        let area_mm2 = ChipFigures::new(&hw).area_mm2();
+        let skip = self.area.as_ref().and_then(|a| match area_mm2 {
+            None => Some("area unknown: a buffer has no SRAM figures".to_string()),
+            Some(x) if x > a.budget_mm2 => Some(format!("area {x:.3} mm^2 exceeds the budget {:.3} mm^2", a.budget_mm2)),
+            Some(x) if x < a.min_fraction * a.budget_mm2 => {
+                Some(format!("area {x:.3} mm^2 is below {:.0}% of the budget {:.3} mm^2", 100.0 * a.min_fraction, a.budget_mm2))
+            }
+            _ => None,
+        });
+        Ok(Point { values, hw, area_mm2, skip })
+    }
+
+    /// Row `index` of the fixed order: points, then workloads, then precisions.
+    pub fn job(&self, index: usize) -> Job {
+        let per_point = self.workloads.len() * self.precisions.len();
+        Job { point: index / per_point, workload: index % per_point / self.precisions.len(), precision: index % self.precisions.len() }
+    }
+
+    /// The rows of `shard` (all rows without one), in order, without materialising the others.
+    pub fn shard_jobs(&self, shard: Option<Shard>) -> impl Iterator<Item = Job> + '_ {
+        let (first, step) = shard.map_or((0, 1), |s| (s.index - 1, s.count));
+        (first..self.job_count()).step_by(step).map(|i| self.job(i))
     }
 
     /// The key a row is known by in results.csv (for resuming and merging).
-    pub fn row_key(&self, j: &Job) -> String {
-        format!("{}|{}|{}", self.points[j.point].id(), self.workloads[j.workload].name, self.precisions[j.precision].label())
+    pub fn row_key(&self, point: &Point, j: &Job) -> String {
+        format!("{}|{}|{}", point.id(), self.workloads[j.workload].name, self.precisions[j.precision].label())
     }
 }
 
@@ -435,9 +481,8 @@ pub type ResultRow = BTreeMap<String, String>;
 pub const POINT_COLUMNS: &[&str] =
     &["point", "area_mm2", "rows", "cols", "fusion_bits", "brick_bits", "frequency_mhz", "dram_bits_per_cycle", "skipped"];
 
-fn point_rows(sweep: &Sweep) -> Vec<ResultRow> {
-    sweep
-        .points
+fn point_rows(points: &[Point]) -> Vec<ResultRow> {
+    points
         .iter()
         .map(|pt| {
             let h = &pt.hw;
@@ -467,8 +512,7 @@ fn fmt(x: Option<f64>) -> String {
 }
 
 /// Run one row; returns the results row and the per-layer rows.
-pub fn run_job(sweep: &Sweep, job: &Job) -> (ResultRow, Vec<ResultRow>) {
-    let point = &sweep.points[job.point];
+pub fn run_job(sweep: &Sweep, point: &Point, job: &Job) -> (ResultRow, Vec<ResultRow>) {
     let wl = &sweep.workloads[job.workload];
     let prec = sweep.precisions[job.precision];
     let mut row: ResultRow = point.values.iter().cloned().collect();
@@ -572,12 +616,8 @@ pub fn write_rows(path: &Path, header: &[String], rows: &[ResultRow]) -> Result<
     write_atomic(path, &bytes).map_err(|e| err(format!("cannot write {}: {e}", path.display())))
 }
 
-/// Is `a` at least as good as `b` everywhere and better somewhere (smaller area, latency, energy)?
-pub fn dominates(a: &[f64; 3], b: &[f64; 3]) -> bool {
-    a.iter().zip(b).all(|(x, y)| x <= y) && a.iter().zip(b).any(|(x, y)| x < y)
-}
-
-/// The rows not dominated in (area, latency, energy) by another row of the same workload and precision.
+/// The rows not dominated in (area, latency, energy) by another row of the same workload and
+/// precision (the workspace's one Pareto filter, [`bitfusion_util::non_dominated`]), in input order.
 pub fn pareto(rows: &[ResultRow]) -> Vec<ResultRow> {
     let objectives = |r: &ResultRow| -> Option<[f64; 3]> {
         if r.get("status").map(String::as_str) != Some("ok") {
@@ -586,14 +626,17 @@ pub fn pareto(rows: &[ResultRow]) -> Vec<ResultRow> {
         let f = |k: &str| r.get(k)?.parse::<f64>().ok();
         Some([f("area_mm2")?, f("latency_ms")?, f("energy_nj")?])
     };
-    let group = |r: &ResultRow| (r.get("workload").cloned(), r.get("precision").cloned());
-    rows.iter()
-        .filter(|r| {
-            let Some(o) = objectives(r) else { return false };
-            !rows.iter().any(|s| group(s) == group(r) && objectives(s).is_some_and(|p| dominates(&p, &o)))
-        })
-        .cloned()
-        .collect()
+    let mut groups: BTreeMap<(Option<&String>, Option<&String>), (Vec<usize>, Vec<[f64; 3]>)> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        if let Some(o) = objectives(r) {
+            let g = groups.entry((r.get("workload"), r.get("precision"))).or_default();
+            g.0.push(i);
+            g.1.push(o);
+        }
+    }
+    let mut keep: Vec<usize> = groups.values().flat_map(|(idx, objs)| non_dominated(objs).into_iter().map(|k| idx[k])).collect();
+    keep.sort_unstable();
+    keep.into_iter().map(|i| rows[i].clone()).collect()
 }
 
 /// What a run did.
@@ -604,50 +647,102 @@ pub struct RunSummary {
     pub ran: usize,
 }
 
-/// Sort rows by the sweep's job order (unknown rows last, by key).
-fn sort_rows(sweep: &Sweep, rows: &mut [ResultRow]) {
-    let order: BTreeMap<String, usize> = sweep.jobs().iter().enumerate().map(|(i, j)| (sweep.row_key(j), i)).collect();
-    let key = |r: &ResultRow| format!("{}|{}|{}", r["point"], r["workload"], r["precision"]);
-    rows.sort_by_key(|r| (order.get(&key(r)).copied().unwrap_or(usize::MAX), key(r)));
+/// The key of a results (or layers) row: point, workload and precision.
+fn key_of(r: &ResultRow) -> String {
+    let f = |k: &str| r.get(k).map_or("", String::as_str);
+    format!("{}|{}|{}", f("point"), f("workload"), f("precision"))
 }
 
-/// Run a sweep into `dir` (results.csv, layers.csv, pareto.csv), skipping rows already in
-/// results.csv, running only `shard` if given; `progress(done, total)` is called as rows finish.
-/// Files are rewritten atomically as rows finish (at most twice a second), so an interrupted run
-/// keeps what it computed.
+/// Sort rows by the order of `jobs` (their keys), rows of other jobs last by key; stable, so a
+/// job's layer rows keep their order.
+fn sort_rows(order: &BTreeMap<String, usize>, rows: &mut [ResultRow]) {
+    rows.sort_by_cached_key(|r| {
+        let k = key_of(r);
+        (order.get(&k).copied().unwrap_or(usize::MAX), k)
+    });
+}
+
+/// Read a CSV this module wrote for resuming: a last line without its line break (torn by a
+/// kill or a full disk) is dropped, as pair files do, and its row runs again.
+fn read_rows_resuming(path: &Path) -> Result<(Vec<String>, Vec<ResultRow>), SweepError> {
+    let Ok(text) = std::fs::read_to_string(path) else { return read_rows(path) };
+    if text.is_empty() || text.ends_with('\n') {
+        return read_rows(path);
+    }
+    let whole = &text[..text.rfind('\n').map_or(0, |p| p + 1)];
+    let origin = path.display().to_string();
+    let mut rdr = csv::Reader::from_reader(whole.as_bytes());
+    let header: Vec<String> = rdr.headers().map_err(|e| err(format!("{origin}: {e}")))?.iter().map(String::from).collect();
+    let mut rows = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| err(format!("{origin}:{}: malformed CSV: {}", e.position().map_or(0, |p| p.line()), e.to_string().replace('\n', " "))))?;
+        rows.push(header.iter().cloned().zip(rec.iter().map(String::from)).collect());
+    }
+    Ok((header, rows))
+}
+
+/// Run a sweep into `dir` (results.csv, layers.csv, pareto.csv, points.csv), skipping rows
+/// already in results.csv, running only `shard` if given; `progress(done, total)` is called as
+/// rows finish. The directory is locked for the run ([`OutputLock`]): a second writer is refused
+/// instead of silently dropping rows. Every point of the shard is validated before anything
+/// runs; points are then built one job at a time, never all at once. Files are rewritten
+/// atomically as rows finish (at most twice a second), sorted in job order (the same bytes on
+/// any number of threads), so an interrupted run keeps what it computed.
 pub fn run(sweep: &Sweep, dir: &Path, shard: Option<Shard>, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<RunSummary, SweepError> {
-    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+    let _lock = OutputLock::dir(dir).map_err(|e| err(e.to_string()))?;
     let results_path = dir.join("results.csv");
     let layers_path = dir.join("layers.csv");
     let header = result_header(&sweep.keys);
     let layer_header: Vec<String> = LAYER_COLUMNS.iter().map(|s| s.to_string()).collect();
-    let (old_header, mut rows) = read_rows(&results_path)?;
+    let (old_header, mut rows) = read_rows_resuming(&results_path)?;
     if !rows.is_empty() && old_header != header {
         return Err(err(format!(
             "{}: its columns are not this sweep's (another spec?); use another --out directory",
             results_path.display()
         )));
     }
-    let (_, mut layer_rows) = read_rows(&layers_path)?;
-    let done: BTreeSet<String> = rows.iter().map(|r| format!("{}|{}|{}", r["point"], r["workload"], r["precision"])).collect();
-    let jobs: Vec<Job> = sweep
-        .jobs()
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| shard.is_none_or(|s| i % s.count == s.index - 1))
-        .map(|(_, j)| j)
+    let (_, mut layer_rows) = read_rows_resuming(&layers_path)?;
+    let done: BTreeSet<String> = rows.iter().map(key_of).collect();
+    // Only the rows that finished, and their layers, are kept on resume.
+    layer_rows.retain(|r| done.contains(&key_of(r)));
+    // Every point of the shard is built and validated before anything runs (in parallel, one
+    // point at a time per thread; the error is the first bad point in order), keeping only its
+    // row keys and its points.csv row.
+    let jobs: Vec<Job> = sweep.shard_jobs(shard).collect();
+    let groups: Vec<&[Job]> = jobs.chunk_by(|a, b| a.point == b.point).collect();
+    let built: Vec<Result<(Vec<String>, ResultRow), SweepError>> = groups
+        .par_iter()
+        .map(|g| {
+            let point = sweep.point(g[0].point)?;
+            Ok((g.iter().map(|j| sweep.row_key(&point, j)).collect(), point_summary(point)))
+        })
         .collect();
-    let todo: Vec<Job> = jobs.iter().copied().filter(|j| !done.contains(&sweep.row_key(j))).collect();
+    let mut order = BTreeMap::new();
+    let mut todo = Vec::new();
+    let mut points_seen = Vec::with_capacity(groups.len());
+    for (g, b) in groups.iter().zip(built) {
+        let (keys, summary) = b?;
+        for (j, key) in g.iter().zip(keys) {
+            if !done.contains(&key) {
+                todo.push(*j);
+            }
+            let next = order.len();
+            order.insert(key, next);
+        }
+        points_seen.push(summary);
+    }
     let summary = RunSummary { total: jobs.len(), already_done: jobs.len() - todo.len(), ran: todo.len() };
     let state = Mutex::new((std::mem::take(&mut rows), std::mem::take(&mut layer_rows), Instant::now(), summary.already_done));
-    let flush = |rows: &mut Vec<ResultRow>, lrows: &Vec<ResultRow>| -> Result<(), SweepError> {
-        sort_rows(sweep, rows);
+    let flush = |rows: &mut Vec<ResultRow>, lrows: &mut Vec<ResultRow>| -> Result<(), SweepError> {
+        sort_rows(&order, rows);
+        sort_rows(&order, lrows);
         write_rows(&results_path, &header, rows)?;
         write_rows(&layers_path, &layer_header, lrows)
     };
     progress(summary.already_done, summary.total);
     todo.par_iter().try_for_each(|j| -> Result<(), SweepError> {
-        let (row, lrows) = run_job(sweep, j);
+        let point = sweep.point(j.point)?;
+        let (row, lrows) = run_job(sweep, &point, j);
         let mut st = state.lock().map_err(|_| err("a sweep worker panicked"))?;
         st.0.push(row);
         st.1.extend(lrows);
@@ -660,17 +755,23 @@ pub fn run(sweep: &Sweep, dir: &Path, shard: Option<Shard>, progress: &(dyn Fn(u
         }
         Ok(())
     })?;
-    let (mut rows, lrows, _, _) = state.into_inner().map_err(|_| err("a sweep worker panicked"))?;
-    flush(&mut rows, &lrows)?;
+    let (mut rows, mut lrows, _, _) = state.into_inner().map_err(|_| err("a sweep worker panicked"))?;
+    flush(&mut rows, &mut lrows)?;
     write_rows(&dir.join("pareto.csv"), &header, &pareto(&rows))?;
     let point_header: Vec<String> = POINT_COLUMNS.iter().map(|s| s.to_string()).collect();
-    write_rows(&dir.join("points.csv"), &point_header, &point_rows(sweep))?;
+    write_rows(&dir.join("points.csv"), &point_header, &points_seen)?;
     Ok(summary)
+}
+
+/// A point's row of points.csv (its config dropped).
+fn point_summary(point: Point) -> ResultRow {
+    point_rows(std::slice::from_ref(&point)).remove(0)
 }
 
 /// Merge the results of several shard directories into `out` (rows deduplicated by their key;
 /// the same key with different numbers is an error).
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, SweepError> {
+    let _lock = OutputLock::dir(out).map_err(|e| err(e.to_string()))?;
     let mut header: Option<Vec<String>> = None;
     let mut rows: BTreeMap<String, ResultRow> = BTreeMap::new();
     let mut layers: BTreeMap<String, ResultRow> = BTreeMap::new();
@@ -727,10 +828,32 @@ mod tests {
     #[test]
     fn axes_ranges_and_zips_expand_to_the_cross_product() {
         let s = spec("precisions = [\"native\", \"4x4\"]\n[axes]\n\"array.rows\" = [8, 16]\n\"memory.dram_bits_per_cycle\" = { start = 64, stop = 256, factor = 2 }\n[[zip]]\n\"array.cols\" = [16, 32]\n\"memory.obuf_bytes\" = [8192, 16384]\n").unwrap();
-        assert_eq!(s.points.len(), 2 * 3 * 2);
-        assert_eq!(s.jobs().len(), 12 * 2);
-        assert_eq!(s.points[0].id(), "array.rows=8;memory.dram_bits_per_cycle=64;array.cols=16;memory.obuf_bytes=8192");
-        assert_eq!(s.points[0].hw.array.cols, 16);
+        assert_eq!(s.point_count(), 2 * 3 * 2);
+        assert_eq!(s.job_count(), 12 * 2);
+        assert_eq!(s.point(0).unwrap().id(), "array.rows=8;memory.dram_bits_per_cycle=64;array.cols=16;memory.obuf_bytes=8192");
+        assert_eq!(s.point(0).unwrap().hw.array.cols, 16);
+        assert_eq!(s.point(11).unwrap().id(), "array.rows=16;memory.dram_bits_per_cycle=256;array.cols=32;memory.obuf_bytes=16384");
+        assert_eq!(s.job(23), Job { point: 11, workload: 0, precision: 1 });
+        let shard: Vec<Job> = s.shard_jobs(Some(Shard { index: 2, count: 5 })).collect();
+        assert_eq!(shard.len(), 5);
+        assert_eq!(shard[0], s.job(1));
+        assert_eq!(shard[4], s.job(21));
+    }
+
+    #[test]
+    fn huge_sweeps_are_counted_not_expanded() {
+        // 1000 x 1000 = 10^6 points: accepted at once, nothing built beyond the first point.
+        let axes = "[axes]\n\"clock.frequency_mhz\" = { start = 1, stop = 1000, step = 1 }\n\"memory.dram_bits_per_cycle\" = { start = 8, stop = 8000, step = 8 }\n";
+        let s = spec(axes).unwrap();
+        assert_eq!(s.point_count(), 1_000_000);
+        assert_eq!(s.point(999_999).unwrap().hw.memory.dram_bits_per_cycle, 8000);
+        assert_eq!(s.shard_jobs(Some(Shard { index: 3, count: 1000 })).count(), 1000);
+        // 10^9 jobs: refused, naming the count and the axes.
+        let e = spec(&format!("{axes}\"array.rows\" = {{ start = 1, stop = 1000, step = 1 }}\n")).unwrap_err().0;
+        assert!(e.contains("1.000e9 jobs") && e.contains("array.rows: 1000") && e.contains("memory.dram_bits_per_cycle: 1000"), "{e}");
+        // A range that would be 10^12 values is refused before it is built.
+        let e = spec("[axes]\n\"array.rows\" = { start = 1, stop = 1e12, step = 1 }\n").unwrap_err().0;
+        assert!(e.contains("axis 'array.rows': the range has 1.000e12 values"), "{e}");
     }
 
     #[test]

@@ -126,15 +126,8 @@ pub const fn ceil_log2(x: u64) -> u32 {
     if x <= 1 { 0 } else { 64 - (x - 1).leading_zeros() }
 }
 
-/// SplitMix64: a small, fixed, seeded generator, so that seeded operands never depend on a
-/// crate's random stream.
-pub fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+/// The workspace's seeded generator step (SplitMix64), shared through `bitfusion-util`.
+pub use bitfusion_util::splitmix;
 
 #[cfg(test)]
 mod tests {
