@@ -161,7 +161,8 @@ fn budgets_of(space: &Space, lut: &Lut, fractions: &[f64], energy: bool) -> anyh
     Ok(fractions
         .iter()
         .map(|f| {
-            let v = min + f * (max - min);
+            // Rounded, so budgets read as people write them (0.1325995, not 0.13259949999999998).
+            let v = bitfusion_util::round_sig(min + f * (max - min), 7);
             if energy { Budget { latency_ms: None, energy_mj: Some(v) } } else { Budget { latency_ms: Some(v), energy_mj: None } }
         })
         .collect())

@@ -105,8 +105,9 @@ impl PredictorOpts {
 pub struct EvoArgs {
     #[arg(long, default_value_t = 100)]
     pub population: usize,
-    #[arg(long, default_value_t = 25)]
-    pub parents: usize,
+    /// Parents kept each generation (default: a quarter of the population).
+    #[arg(long)]
+    pub parents: Option<usize>,
     #[arg(long, default_value_t = 50)]
     pub mutations: usize,
     #[arg(long, default_value_t = 50)]
@@ -124,15 +125,19 @@ pub struct EvoArgs {
 
 impl EvoArgs {
     pub fn config(&self) -> anyhow::Result<EvoConfig> {
-        if self.population == 0 || self.parents == 0 {
+        let parents = self.parents.unwrap_or(self.population / 4).max(1);
+        if self.population == 0 || parents == 0 {
             bail!("--population and --parents must be at least 1");
+        }
+        if parents > self.population {
+            bail!("--parents {parents} is more than --population {}: the parents are the best of the population", self.population);
         }
         if !(0.0..=1.0).contains(&self.mutate_prob) {
             bail!("--mutate-prob {} is not a probability", self.mutate_prob);
         }
         Ok(EvoConfig {
             population: self.population,
-            parents: self.parents.min(self.population),
+            parents,
             mutations: self.mutations,
             crossovers: self.crossovers,
             mutate_prob: self.mutate_prob,
@@ -179,19 +184,27 @@ pub struct SearchArgs {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PointRow {
     pub method: String,
+    #[serde(serialize_with = "tidy_opt")]
     pub budget_latency_ms: Option<f64>,
+    #[serde(serialize_with = "tidy_opt")]
     pub budget_energy_mj: Option<f64>,
     pub arch: String,
+    #[serde(serialize_with = "tidy_opt")]
     pub predicted_accuracy: Option<f64>,
     /// Validation accuracy of the winner (the real evaluator: recalibrated, quantized).
+    #[serde(serialize_with = "tidy_opt")]
     pub measured_accuracy: Option<f64>,
+    #[serde(serialize_with = "tidy_opt")]
     pub latency_ms: Option<f64>,
+    #[serde(serialize_with = "tidy_opt")]
     pub energy_mj: Option<f64>,
     pub queries: usize,
+    #[serde(serialize_with = "tidy")]
     pub seconds: f64,
     pub note: String,
     /// Test-split accuracy of the winner.
     #[serde(default)]
+    #[serde(serialize_with = "tidy_opt")]
     pub test_accuracy: Option<f64>,
     /// Candidates measured by re-ranking (0: not re-ranked).
     #[serde(default)]
@@ -200,11 +213,26 @@ pub struct PointRow {
     #[serde(default)]
     pub top1_arch: String,
     #[serde(default)]
+    #[serde(serialize_with = "tidy_opt")]
     pub top1_predicted: Option<f64>,
     #[serde(default)]
+    #[serde(serialize_with = "tidy_opt")]
     pub top1_measured: Option<f64>,
     #[serde(default)]
+    #[serde(serialize_with = "tidy_opt")]
     pub top1_test: Option<f64>,
+}
+
+/// Numbers people read in points.csv and front.csv: 7 significant digits, no float noise.
+fn tidy<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(bitfusion_util::round_sig(*v, 7))
+}
+
+fn tidy_opt<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(x) => tidy(x, s),
+        None => s.serialize_none(),
+    }
 }
 
 pub fn read_rows(path: &Path) -> anyhow::Result<Vec<PointRow>> {
@@ -447,8 +475,11 @@ pub fn read_candidates(path: &Path) -> anyhow::Result<Vec<CandidateList>> {
 #[derive(Serialize)]
 struct BestFile<'a> {
     arch: String,
+    #[serde(serialize_with = "tidy")]
     predicted_accuracy: f64,
+    #[serde(serialize_with = "tidy")]
     latency_ms: f64,
+    #[serde(serialize_with = "tidy")]
     energy_mj: f64,
     budget: &'a Budget,
     layers: Vec<serde_json::Value>,
@@ -557,8 +588,8 @@ pub fn front_rows(front: &[Candidate], o: &evolution::Outcome, budget: &Budget) 
 }
 
 pub fn search(a: &SearchArgs) -> anyhow::Result<bool> {
-    let (space, lut, p) = load_inputs(&a.space, &a.lut, &a.predictor)?;
     let cfg = a.evo.config()?;
+    let (space, lut, p) = load_inputs(&a.space, &a.lut, &a.predictor)?;
     let budget = Budget { latency_ms: a.latency_ms, energy_mj: a.energy_mj };
     for (what, v) in [("--latency-ms", a.latency_ms), ("--energy-mj", a.energy_mj)] {
         if v.is_some_and(|x| !(x > 0.0 && x.is_finite())) {

@@ -154,3 +154,22 @@ fn a_torn_last_results_row_is_dropped_and_run_again() {
     assert_eq!(std::fs::read_to_string(&results).unwrap(), whole);
     assert_eq!(std::fs::read_to_string(out.join("layers.csv")).unwrap(), layers);
 }
+
+#[test]
+fn a_predictor_of_the_wrong_kind_says_what_it_is() {
+    let d = scratch("bad", "predictor");
+    let lut = d.join("lut.json");
+    assert!(bitfusion(&["lut", "build", "--space", "micro", "--out", lut.to_str().unwrap()]).status.success());
+    let artifacts = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/artifacts/micro");
+    let search = |predictor: &std::path::Path| {
+        error_of(&["search", "--space", "micro", "--lut", lut.to_str().unwrap(), "--predictor", predictor.to_str().unwrap(), "--latency-ms", "1", "--out", d.join("s").to_str().unwrap()])
+    };
+    let e = search(&lut);
+    assert!(e.contains("this is a lookup table"), "{e}");
+    let e = search(&artifacts.join("supernet.ckpt"));
+    assert!(e.contains("this is a supernet checkpoint"), "{e}");
+    let e = search(&artifacts.join("pairs_quant.jsonl"));
+    assert!(e.contains("this is a pair file"), "{e}");
+    let e = error_of(&["search", "--space", "micro", "--lut", lut.to_str().unwrap(), "--predictor", lut.to_str().unwrap(), "--latency-ms", "1", "--population", "10", "--parents", "20", "--out", d.join("s").to_str().unwrap()]);
+    assert!(e.contains("--parents 20 is more than --population 10"), "{e}");
+}

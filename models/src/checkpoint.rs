@@ -9,7 +9,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-const MAGIC: &[u8] = b"BFCKPT1\n";
+/// The first bytes of every container (supernet checkpoints and predictors).
+pub const MAGIC: &[u8] = b"BFCKPT1\n";
 
 /// A checkpoint error phrased for the user on one line.
 #[derive(Debug, thiserror::Error)]

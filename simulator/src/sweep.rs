@@ -37,7 +37,7 @@ use crate::layer::Layer;
 use crate::mapping::Objective;
 use crate::model::{CostModel, build, simulate_layers};
 use crate::networks::network;
-use bitfusion_util::{OutputLock, non_dominated, write_atomic};
+use bitfusion_util::{OutputLock, non_dominated, round_sig, write_atomic};
 use crate::workload::{WorkloadOverrides, read_topology};
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -507,8 +507,10 @@ fn point_rows(points: &[Point]) -> Vec<ResultRow> {
 /// Per-layer rows for rooflines: (row key, layer, macs, cycles, dram bits, peak products per cycle).
 pub const LAYER_COLUMNS: &[&str] = &["point", "workload", "precision", "layer", "macs", "cycles", "dram_bits", "w_bits", "a_bits"];
 
+/// A number of results.csv: 9 significant digits (float noise such as 0.13259949999999998
+/// rounded away; far below any model's resolution).
 fn fmt(x: Option<f64>) -> String {
-    x.map(|v| format!("{v}")).unwrap_or_default()
+    x.map(|v| format!("{}", round_sig(v, 9))).unwrap_or_default()
 }
 
 /// Run one row; returns the results row and the per-layer rows.
@@ -546,7 +548,7 @@ pub fn run_job(sweep: &Sweep, point: &Point, job: &Job) -> (ResultRow, Vec<Resul
     row.insert("status".into(), "ok".into());
     row.insert("reason".into(), report.notes.join("; "));
     row.insert("cycles".into(), t.cycles.0.to_string());
-    row.insert("latency_ms".into(), format!("{}", t.latency_ms));
+    row.insert("latency_ms".into(), fmt(Some(t.latency_ms)));
     row.insert("energy_nj".into(), fmt(energy));
     row.insert("energy_core_nj".into(), fmt(e.map(|e| e.core.0)));
     row.insert("energy_wbuf_nj".into(), fmt(e.map(|e| e.wbuf.0)));
@@ -555,8 +557,8 @@ pub fn run_job(sweep: &Sweep, point: &Point, job: &Job) -> (ResultRow, Vec<Resul
     row.insert("energy_dram_nj".into(), fmt(e.map(|e| e.dram.0)));
     row.insert("energy_leakage_nj".into(), fmt(e.map(|e| e.leakage.0)));
     row.insert("edp_nj_ms".into(), fmt(energy.map(|x| x * t.latency_ms)));
-    row.insert("throughput_gops".into(), format!("{}", 2.0 * t.macs as f64 / (t.latency_ms * 1e-3) / 1e9));
-    row.insert("utilization".into(), format!("{}", t.utilization));
+    row.insert("throughput_gops".into(), fmt(Some(2.0 * t.macs as f64 / (t.latency_ms * 1e-3) / 1e9)));
+    row.insert("utilization".into(), fmt(Some(t.utilization)));
     row.insert("macs".into(), t.macs.to_string());
     row.insert("dram_bits".into(), (t.counters.dram_read.0 + t.counters.dram_write.0).to_string());
     let layer_rows = report

@@ -107,14 +107,34 @@ pub(super) fn read_file_header<H: serde::de::DeserializeOwned>(c: &Container, or
 
 impl LoadedPredictor {
     /// Load a predictor file of either kind (the header says which).
+    /// A file of another kind (a LUT, a pair file, a supernet checkpoint) is refused naming
+    /// what it is.
     pub fn load(path: &Path) -> Result<LoadedPredictor, CheckpointError> {
-        let c = Container::load(path)?;
         let origin = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| CheckpointError(format!("{origin}: {e}")))?;
+        let wrong = |what: &str| {
+            CheckpointError(format!(
+                "{origin}: this is {what}, not a predictor (make one with `bitfusion predictor train`)"
+            ))
+        };
+        if !bytes.starts_with(crate::checkpoint::MAGIC) {
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
+            return Err(if text.starts_with("{\"header\":{\"format\":\"bitfusion-lut") {
+                wrong("a lookup table (from `bitfusion lut build`)")
+            } else if text.starts_with("{\"index\":") && text.contains("\"arch\":") {
+                wrong("a pair file (from `bitfusion supernet pairs`)")
+            } else {
+                wrong("not a bitfusion file of any kind")
+            });
+        }
+        let c = Container::from_bytes(&bytes, &origin)?;
         let v: serde_json::Value = serde_json::from_str(&c.header).map_err(|e| CheckpointError(format!("{origin}: bad header ({e})")))?;
         if v.get("ensemble").is_some() {
             Ok(LoadedPredictor::Ensemble(Box::new(EnsemblePredictor::from_container(&c, &origin)?)))
-        } else {
+        } else if v.get("predictor").is_some() {
             Ok(LoadedPredictor::Apq(Box::new(AccuracyPredictor::from_container(&c, &origin)?)))
+        } else {
+            Err(wrong("a supernet checkpoint (from `bitfusion supernet train`)"))
         }
     }
 
