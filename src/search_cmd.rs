@@ -590,6 +590,8 @@ pub fn front_rows(front: &[Candidate], o: &evolution::Outcome, budget: &Budget) 
 pub fn search(a: &SearchArgs) -> anyhow::Result<bool> {
     let cfg = a.evo.config()?;
     let (space, lut, p) = load_inputs(&a.space, &a.lut, &a.predictor)?;
+    // One search per directory: two would rewrite each other's points.csv and candidates.
+    let _lock = bitfusion_util::OutputLock::dir(&a.out)?;
     let budget = Budget { latency_ms: a.latency_ms, energy_mj: a.energy_mj };
     for (what, v) in [("--latency-ms", a.latency_ms), ("--energy-mj", a.energy_mj)] {
         if v.is_some_and(|x| !(x > 0.0 && x.is_finite())) {

@@ -225,3 +225,20 @@ fn bad_specs_fail_before_running_and_bad_points_are_rows() {
     let out = run(&other);
     assert!(String::from_utf8_lossy(&out.stderr).contains("its columns are not this sweep's"));
 }
+
+#[test]
+fn every_sweep_file_is_byte_identical_on_1_and_2_threads() {
+    let spec_dir = scratch("sweep", "threads");
+    let spec = spec_dir.join("spec.toml");
+    std::fs::write(&spec, SMALL.replace("[\"lenet5\"]", "[\"lenet5\", \"mobilenet_v2_32\"]")).unwrap();
+    let run = |threads: &str| {
+        let out = spec_dir.join(format!("t{threads}"));
+        let r = bitfusion(&["sweep", spec.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", threads]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        out
+    };
+    let (one, two) = (run("1"), run("2"));
+    for f in ["results.csv", "layers.csv", "pareto.csv", "points.csv"] {
+        assert_eq!(std::fs::read(one.join(f)).unwrap(), std::fs::read(two.join(f)).unwrap(), "{f} differs between 1 and 2 threads");
+    }
+}
