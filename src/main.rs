@@ -331,7 +331,15 @@ fn argument_error(e: clap::Error) -> ExitCode {
         .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
         .map(|l| l.strip_prefix("error: ").unwrap_or(l))
         .collect();
-    eprintln!("error: {} (see --help)", one_line(&parts.join("; ")));
+    // "not provided:" is followed by its list: join with a space there, "; " between sentences.
+    let mut message = String::new();
+    for p in parts {
+        if !message.is_empty() {
+            message.push_str(if message.ends_with(':') { " " } else { "; " });
+        }
+        message.push_str(p);
+    }
+    eprintln!("error: {} (see --help)", one_line(&message));
     ExitCode::FAILURE
 }
 

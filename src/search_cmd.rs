@@ -259,7 +259,11 @@ pub fn read_pair_files(files: &[PathBuf]) -> anyhow::Result<Vec<Pair>> {
         if !f.exists() {
             bail!("{}: no such pair file (write one with `bitfusion supernet sample`)", f.display());
         }
-        all.extend(pairs::read_pairs(f).map_err(|e| anyhow!(e))?);
+        let read = pairs::read_pairs(f).map_err(|e| anyhow!(e))?;
+        if read.is_empty() && std::fs::metadata(f).is_ok_and(|m| m.len() > 0) {
+            bail!("{}: no pair records in it; is it a pair file (from `bitfusion supernet sample`)?", f.display());
+        }
+        all.extend(read);
     }
     Ok(all)
 }
@@ -349,7 +353,12 @@ pub fn run_predictor(cmd: PredictorCommand) -> anyhow::Result<bool> {
             Ok(true)
         }
         PredictorCommand::Transfer { fp32, data, out, sizes, seeds, opts } => {
-            let fp = AccuracyPredictor::load(&fp32)?;
+            let fp = match LoadedPredictor::load(&fp32)? {
+                LoadedPredictor::Apq(p) => *p,
+                LoadedPredictor::Ensemble(_) => {
+                    bail!("--fp32: {} is a ranking-ensemble predictor; the transfer experiment starts from APQ's MLP (train one with --kind apq)", fp32.display())
+                }
+            };
             let pairs = read_pair_files(&data)?;
             let samples = predictor::samples(&fp.space, &pairs, true).map_err(|e| anyhow!(e))?;
             let pts = transfer(&fp, &samples, &sizes, seeds, &opts.config(), &out)?;

@@ -86,6 +86,8 @@ fn config_errors_name_the_key_and_paths_are_not_guessed() {
 fn argument_errors_are_one_line_with_exit_1() {
     let e = error_of(&["simulate", "--networkk", "lenet5"]);
     assert!(e.contains("unexpected argument '--networkk'") && e.contains("--help"), "{e}");
+    let e = error_of(&["simulate"]);
+    assert!(e.contains("the following required arguments were not provided: --layers <LAYERS>"), "{e}");
     let e = error_of(&["frobnicate"]);
     assert!(e.contains("unrecognized subcommand 'frobnicate'"), "{e}");
     let help = bitfusion(&["--help"]);
@@ -172,4 +174,6 @@ fn a_predictor_of_the_wrong_kind_says_what_it_is() {
     assert!(e.contains("this is a pair file"), "{e}");
     let e = error_of(&["search", "--space", "micro", "--lut", lut.to_str().unwrap(), "--predictor", lut.to_str().unwrap(), "--latency-ms", "1", "--population", "10", "--parents", "20", "--out", d.join("s").to_str().unwrap()]);
     assert!(e.contains("--parents 20 is more than --population 10"), "{e}");
+    let e = error_of(&["predictor", "train", "--data", lut.to_str().unwrap(), "--out", d.join("p.pred").to_str().unwrap()]);
+    assert!(e.contains("no pair records in it; is it a pair file"), "{e}");
 }

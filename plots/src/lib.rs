@@ -345,12 +345,12 @@ pub struct SweepPlotOptions {
 /// Draw every sweep chart into `dir/plots/`; returns the files written.
 pub fn plot_sweep(dir: &Path, opts: &SweepPlotOptions) -> Result<Vec<PathBuf>, PlotError> {
     init_font()?;
-    let (header, rows) = read_rows(&dir.join("results.csv")).map_err(|e| perr(e.0))?;
+    let (header, rows) = read_rows(&dir.join("results.csv")).map_err(|e| perr(e.to_string()))?;
     if rows.is_empty() {
         return Err(perr(format!("{}: no results.csv rows (run `bitfusion sweep` first)", dir.display())));
     }
-    let (_, points) = read_rows(&dir.join("points.csv")).map_err(|e| perr(e.0))?;
-    let (_, layers) = read_rows(&dir.join("layers.csv")).map_err(|e| perr(e.0))?;
+    let (_, points) = read_rows(&dir.join("points.csv")).map_err(|e| perr(e.to_string()))?;
+    let (_, layers) = read_rows(&dir.join("layers.csv")).map_err(|e| perr(e.to_string()))?;
     let keys: Vec<String> = header.iter().skip(1).take_while(|h| *h != "workload").cloned().collect();
     let workload = opts.workload.clone().unwrap_or_else(|| rows[0]["workload"].clone());
     let precision = opts.precision.clone().unwrap_or_else(|| rows[0]["precision"].clone());

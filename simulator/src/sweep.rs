@@ -46,13 +46,35 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// An error in a sweep spec or run, phrased for the user on one line.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct SweepError(pub String);
+/// An error of a sweep, phrased for the user on one line, by kind: a script driving shards
+/// can wait and retry on [`SweepError::Busy`], and re-run on [`SweepError::Io`], where a
+/// [`SweepError::Spec`] needs the spec fixed.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// The spec, one of its points or workloads is invalid (the message names file and key).
+    #[error("{0}")]
+    Spec(String),
+    /// A results file cannot be read back (malformed, or another sweep's columns).
+    #[error("{path}: {message}")]
+    Results { path: PathBuf, message: String },
+    /// Reading or writing an output failed.
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+    /// Another process is writing the output directory.
+    #[error(transparent)]
+    Busy(#[from] bitfusion_util::LockError),
+}
 
 fn err(msg: impl Into<String>) -> SweepError {
-    SweepError(msg.into())
+    SweepError::Spec(msg.into())
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> SweepError {
+    SweepError::Io { path: path.to_path_buf(), message: e.to_string().replace('\n', " ") }
+}
+
+fn bad_results(path: &Path, message: impl Into<String>) -> SweepError {
+    SweepError::Results { path: path.to_path_buf(), message: message.into() }
 }
 
 /// One axis value list, or a range.
@@ -595,12 +617,11 @@ pub fn read_rows(path: &Path) -> Result<(Vec<String>, Vec<ResultRow>), SweepErro
     if !path.exists() {
         return Ok((Vec::new(), Vec::new()));
     }
-    let origin = path.display().to_string();
-    let mut rdr = csv::Reader::from_path(path).map_err(|e| err(format!("{origin}: {e}")))?;
-    let header: Vec<String> = rdr.headers().map_err(|e| err(format!("{origin}: {e}")))?.iter().map(String::from).collect();
+    let mut rdr = csv::Reader::from_path(path).map_err(|e| io(path, e))?;
+    let header: Vec<String> = rdr.headers().map_err(|e| bad_results(path, e.to_string()))?.iter().map(String::from).collect();
     let mut rows = Vec::new();
     for rec in rdr.records() {
-        let rec = rec.map_err(|e| err(format!("{origin}:{}: malformed CSV: {}", e.position().map_or(0, |p| p.line()), e.to_string().replace('\n', " "))))?;
+        let rec = rec.map_err(|e| bad_results(path, format!("line {}: malformed CSV: {}", e.position().map_or(0, |p| p.line()), e.to_string().replace('\n', " "))))?;
         rows.push(header.iter().cloned().zip(rec.iter().map(String::from)).collect());
     }
     Ok((header, rows))
@@ -609,13 +630,13 @@ pub fn read_rows(path: &Path) -> Result<(Vec<String>, Vec<ResultRow>), SweepErro
 /// Write rows as CSV with `header`, atomically.
 pub fn write_rows(path: &Path, header: &[String], rows: &[ResultRow]) -> Result<(), SweepError> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let io = |e: csv::Error| err(format!("{}: {e}", path.display()));
-    w.write_record(header).map_err(io)?;
+    let csv_io = |e: csv::Error| io(path, e);
+    w.write_record(header).map_err(csv_io)?;
     for r in rows {
-        w.write_record(header.iter().map(|h| r.get(h).map(String::as_str).unwrap_or(""))).map_err(io)?;
+        w.write_record(header.iter().map(|h| r.get(h).map(String::as_str).unwrap_or(""))).map_err(csv_io)?;
     }
-    let bytes = w.into_inner().map_err(|e| err(format!("{}: {e}", path.display())))?;
-    write_atomic(path, &bytes).map_err(|e| err(format!("cannot write {}: {e}", path.display())))
+    let bytes = w.into_inner().map_err(|e| io(path, e))?;
+    write_atomic(path, &bytes).map_err(|e| io(path, format!("cannot write: {e}")))
 }
 
 /// The rows not dominated in (area, latency, energy) by another row of the same workload and
@@ -672,12 +693,11 @@ fn read_rows_resuming(path: &Path) -> Result<(Vec<String>, Vec<ResultRow>), Swee
         return read_rows(path);
     }
     let whole = &text[..text.rfind('\n').map_or(0, |p| p + 1)];
-    let origin = path.display().to_string();
     let mut rdr = csv::Reader::from_reader(whole.as_bytes());
-    let header: Vec<String> = rdr.headers().map_err(|e| err(format!("{origin}: {e}")))?.iter().map(String::from).collect();
+    let header: Vec<String> = rdr.headers().map_err(|e| bad_results(path, e.to_string()))?.iter().map(String::from).collect();
     let mut rows = Vec::new();
     for rec in rdr.records() {
-        let rec = rec.map_err(|e| err(format!("{origin}:{}: malformed CSV: {}", e.position().map_or(0, |p| p.line()), e.to_string().replace('\n', " "))))?;
+        let rec = rec.map_err(|e| bad_results(path, format!("line {}: malformed CSV: {}", e.position().map_or(0, |p| p.line()), e.to_string().replace('\n', " "))))?;
         rows.push(header.iter().cloned().zip(rec.iter().map(String::from)).collect());
     }
     Ok((header, rows))
@@ -691,17 +711,14 @@ fn read_rows_resuming(path: &Path) -> Result<(Vec<String>, Vec<ResultRow>), Swee
 /// atomically as rows finish (at most twice a second), sorted in job order (the same bytes on
 /// any number of threads), so an interrupted run keeps what it computed.
 pub fn run(sweep: &Sweep, dir: &Path, shard: Option<Shard>, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<RunSummary, SweepError> {
-    let _lock = OutputLock::dir(dir).map_err(|e| err(e.to_string()))?;
+    let _lock = OutputLock::dir(dir)?;
     let results_path = dir.join("results.csv");
     let layers_path = dir.join("layers.csv");
     let header = result_header(&sweep.keys);
     let layer_header: Vec<String> = LAYER_COLUMNS.iter().map(|s| s.to_string()).collect();
     let (old_header, mut rows) = read_rows_resuming(&results_path)?;
     if !rows.is_empty() && old_header != header {
-        return Err(err(format!(
-            "{}: its columns are not this sweep's (another spec?); use another --out directory",
-            results_path.display()
-        )));
+        return Err(bad_results(&results_path, "its columns are not this sweep's (another spec?); use another --out directory"));
     }
     let (_, mut layer_rows) = read_rows_resuming(&layers_path)?;
     let done: BTreeSet<String> = rows.iter().map(key_of).collect();
@@ -773,7 +790,7 @@ fn point_summary(point: Point) -> ResultRow {
 /// Merge the results of several shard directories into `out` (rows deduplicated by their key;
 /// the same key with different numbers is an error).
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, SweepError> {
-    let _lock = OutputLock::dir(out).map_err(|e| err(e.to_string()))?;
+    let _lock = OutputLock::dir(out)?;
     let mut header: Option<Vec<String>> = None;
     let mut rows: BTreeMap<String, ResultRow> = BTreeMap::new();
     let mut layers: BTreeMap<String, ResultRow> = BTreeMap::new();
@@ -785,18 +802,18 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, SweepError> {
         }
         let (h, rs) = read_rows(&d.join("results.csv"))?;
         if rs.is_empty() {
-            return Err(err(format!("{}: no results.csv rows to merge", d.display())));
+            return Err(bad_results(&d.join("results.csv"), "no rows to merge"));
         }
         match &header {
             None => header = Some(h),
-            Some(prev) if *prev != h => return Err(err(format!("{}: results.csv has other columns than the first directory's", d.display()))),
+            Some(prev) if *prev != h => return Err(bad_results(&d.join("results.csv"), "other columns than the first directory's")),
             _ => {}
         }
         for r in rs {
             let key = format!("{}|{}|{}", r["point"], r["workload"], r["precision"]);
             if let Some(prev) = rows.get(&key)
                 && *prev != r {
-                    return Err(err(format!("{}: row {key} differs from the same row in another directory", d.display())));
+                    return Err(bad_results(&d.join("results.csv"), format!("row {key} differs from the same row in another directory")));
                 }
             rows.insert(key, r);
         }
@@ -807,7 +824,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, SweepError> {
         }
     }
     let header = header.unwrap_or_default();
-    std::fs::create_dir_all(out).map_err(|e| err(format!("cannot create {}: {e}", out.display())))?;
+    std::fs::create_dir_all(out).map_err(|e| io(out, format!("cannot create: {e}")))?;
     let rows: Vec<ResultRow> = rows.into_values().collect();
     write_rows(&out.join("results.csv"), &header, &rows)?;
     let layer_header: Vec<String> = LAYER_COLUMNS.iter().map(|s| s.to_string()).collect();
@@ -851,29 +868,29 @@ mod tests {
         assert_eq!(s.point(999_999).unwrap().hw.memory.dram_bits_per_cycle, 8000);
         assert_eq!(s.shard_jobs(Some(Shard { index: 3, count: 1000 })).count(), 1000);
         // 10^9 jobs: refused, naming the count and the axes.
-        let e = spec(&format!("{axes}\"array.rows\" = {{ start = 1, stop = 1000, step = 1 }}\n")).unwrap_err().0;
+        let e = spec(&format!("{axes}\"array.rows\" = {{ start = 1, stop = 1000, step = 1 }}\n")).unwrap_err().to_string();
         assert!(e.contains("1.000e9 jobs") && e.contains("array.rows: 1000") && e.contains("memory.dram_bits_per_cycle: 1000"), "{e}");
         // A range that would be 10^12 values is refused before it is built.
-        let e = spec("[axes]\n\"array.rows\" = { start = 1, stop = 1e12, step = 1 }\n").unwrap_err().0;
+        let e = spec("[axes]\n\"array.rows\" = { start = 1, stop = 1e12, step = 1 }\n").unwrap_err().to_string();
         assert!(e.contains("axis 'array.rows': the range has 1.000e12 values"), "{e}");
     }
 
     #[test]
     fn bad_specs_fail_before_running_and_name_the_key() {
-        let e = spec("[axes]\n\"array.rowz\" = [8]\n").unwrap_err().0;
+        let e = spec("[axes]\n\"array.rowz\" = [8]\n").unwrap_err().to_string();
         assert!(e.contains("array.rowz") || e.contains("rowz"), "{e}");
-        let e = spec("[axes]\n\"array.rows\" = []\n").unwrap_err().0;
+        let e = spec("[axes]\n\"array.rows\" = []\n").unwrap_err().to_string();
         assert!(e.contains("axis 'array.rows' is empty"), "{e}");
-        let e = spec("[axes]\n\"memory.wbuf_bytes\" = [1000]\n").unwrap_err().0;
+        let e = spec("[axes]\n\"memory.wbuf_bytes\" = [1000]\n").unwrap_err().to_string();
         assert!(e.contains("memory.wbuf_bytes = 1000 does not split"), "{e}");
         assert!(e.contains("point memory.wbuf_bytes=1000"), "{e}");
-        let e = spec("precisions = [\"8by8\"]\n[axes]\n\"array.rows\" = [8]\n").unwrap_err().0;
+        let e = spec("precisions = [\"8by8\"]\n[axes]\n\"array.rows\" = [8]\n").unwrap_err().to_string();
         assert!(e.contains("precision '8by8'"), "{e}");
-        let e = spec("").unwrap_err().0;
+        let e = spec("").unwrap_err().to_string();
         assert!(e.contains("no axes"), "{e}");
-        let e = spec("[axes]\n\"array.rows\" = { start = 8, stop = 4, step = 0 }\n").unwrap_err().0;
+        let e = spec("[axes]\n\"array.rows\" = { start = 8, stop = 4, step = 0 }\n").unwrap_err().to_string();
         assert!(e.contains("a range needs"), "{e}");
-        let e = spec("colour = 3\n[axes]\n\"array.rows\" = [8]\n").unwrap_err().0;
+        let e = spec("colour = 3\n[axes]\n\"array.rows\" = [8]\n").unwrap_err().to_string();
         assert!(e.contains("unknown field `colour`"), "{e}");
     }
 

@@ -122,7 +122,7 @@ impl LoadedPredictor {
             return Err(if text.starts_with("{\"header\":{\"format\":\"bitfusion-lut") {
                 wrong("a lookup table (from `bitfusion lut build`)")
             } else if text.starts_with("{\"index\":") && text.contains("\"arch\":") {
-                wrong("a pair file (from `bitfusion supernet pairs`)")
+                wrong("a pair file (from `bitfusion supernet sample`)")
             } else {
                 wrong("not a bitfusion file of any kind")
             });
