@@ -39,7 +39,7 @@
 //! Did not help (within ±0.005 of tau unless stated): 10 members instead of 5; hidden 128, one
 //! or three hidden layers, batch 16 or 64, 200 epochs, learning rate 3e-3; quantized weight decay
 //! 0.01 (-0.005); ranking weight 3 (-0.02) or 0; bootstrap members (fp32 -0.008; adopted later for
-//! the searches: see docs/history.md 13); dropping the
+//! the searches: see docs/history.md, issue 13); dropping the
 //! fp32 input of the residual part; averaging the fp32 network with ridge; per-slot MACs as
 //! features; ridge for the quantized part (0.76); dropping the one-hot columns (fp32 0.77 ->
 //! 0.75; before the per-slot ordinals 0.725 -> 0.595).
