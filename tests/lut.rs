@@ -117,7 +117,7 @@ fn lut_commands_end_to_end() {
     let o = bitfusion(&["lut", "export", out.to_str().unwrap(), "--csv", csv.to_str().unwrap()]);
     assert!(o.status.success());
     let text = std::fs::read_to_string(&csv).unwrap();
-    assert!(text.starts_with("kind,in_channels,out_channels,in_size,kernel,stride,pad,groups,w_bits,a_bits,out_bits,cycles,latency_ms,energy_mj\n"));
+    assert!(text.starts_with("kind,in_channels,out_channels,in_size,kernel,stride,pad,groups,w_bits,a_bits,out_bits,im2col,cycles,latency_ms,energy_mj\n"));
     let space = Space::from_toml(SMALL, "small").unwrap();
     let arch = Arch::random(&space, &mut 3).to_text();
     let o = bitfusion(&["lut", "query", out.to_str().unwrap(), "--arch", &arch, "--hw", "bitfusion-isca2018"]);
@@ -136,6 +136,43 @@ fn lut_commands_end_to_end() {
     std::fs::write(&out, "{\"header\": 3}").unwrap();
     let o = bitfusion(&["lut", "export", out.to_str().unwrap(), "--csv", csv.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a complete LUT file"));
+}
+
+/// Under the reference model the stem (the network's input layer) is lowered with im2col, in the
+/// network and in its LUT entry alike, so a reference LUT is as exact as a cycle one; when sums do
+/// differ, `lut check` names the architecture and the entry and says by how much.
+#[test]
+fn reference_lut_is_additive_and_check_says_what_differs() {
+    let dir = scratch("lut", "reference-additive");
+    let space = Space::from_toml(SMALL, "small").unwrap();
+    let hw = load_hw("bitfusion-isca2018", &[]).unwrap();
+    let out = dir.join("small-ref.lut");
+    for model in [CostModelName::Reference, CostModelName::Cycle] {
+        let spec = BuildSpec { space: &space, hw: &hw, model, objective: Objective::Cycles, batch: 1 };
+        let (built, _) = build_lut(&spec, &out, &quiet).unwrap();
+        for c in lut::check(&built, 25, 7).unwrap() {
+            assert!(c.exact(1e-12) && c.cycles_diff() == 0 && c.layers.is_empty(), "{model:?}: {c:?}");
+        }
+    }
+    // A LUT whose stem entry is 220 cycles short: the check fails and says where.
+    let spec = BuildSpec { space: &space, hw: &hw, model: CostModelName::Reference, objective: Objective::Cycles, batch: 1 };
+    let (mut built, _) = build_lut(&spec, &out, &quiet).unwrap();
+    let stems: Vec<_> = built.entries.keys().filter(|k| k.im2col).copied().collect();
+    assert_eq!(stems.len(), 2, "the stem, stored at either expand bits");
+    for k in stems {
+        built.entries.get_mut(&k).unwrap().cycles -= 220;
+    }
+    let short = dir.join("short.lut");
+    built.save(&short).unwrap();
+    let o = bitfusion(&["lut", "check", short.to_str().unwrap(), "--samples", "3"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(!o.status.success(), "{stdout}");
+    assert!(stdout.contains("3 of 3 architectures differ from their whole-network simulation (reference model"), "{stdout}");
+    assert!(stdout.contains("-220 cycles"), "{stdout}");
+    assert!(stdout.contains("layer stem entry (3, 8, 16, 3, 1, 1, 1)-W8A8 (outputs at "), "{stdout}");
+    assert!(stdout.contains(", im2col): LUT "), "{stdout}");
+    assert!(stderr.contains("the LUT's sums differ from whole-network simulations for 3 of 3 architectures (first: layer stem of small:"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 #[test]

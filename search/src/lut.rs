@@ -4,8 +4,9 @@
 //! **Keys.** A layer is keyed by its shape (kind, input and output channels, input size, kernel,
 //! stride, padding, groups), its weight and activation bits, and the bits its outputs are stored at
 //! (the next layer's activation bits: the cycle model writes outputs at the consumer's precision,
-//! so the key carries it and the LUT stays exact). `apq_key` gives APQ's key format for the shape and
-//! bits.
+//! so the key carries it and the LUT stays exact), and whether it is lowered with im2col (the stem,
+//! as the network's input layer: the reference model costs it so). `apq_key` gives APQ's key format
+//! for the shape and bits.
 //!
 //! **Network cost** = the sum of the costs of its layers (stem, first block, every active block's
 //! expand/depthwise/project, feature mix, classifier). Layers run one after another, each ending with
@@ -32,7 +33,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The LUT file format version.
-pub const FORMAT: &str = "bitfusion-lut/1";
+pub const FORMAT: &str = "bitfusion-lut/2";
 
 /// A LUT problem, phrased for the user on one line.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -58,6 +59,8 @@ pub struct LayerKey {
     pub a_bits: u32,
     /// Bits the outputs are stored at (the consumer's activation bits).
     pub out_bits: u32,
+    /// Lowered with im2col (the network's input layer, the stem): the reference model costs it so.
+    pub im2col: bool,
 }
 
 impl LayerKey {
@@ -75,12 +78,13 @@ impl LayerKey {
             w_bits: layer.w_bits,
             a_bits: layer.a_bits,
             out_bits,
+            im2col: layer.im2col,
         }
     }
 
     /// The layer this key describes, at `batch`.
     pub fn layer(&self, batch: u32) -> Layer {
-        match self.kind {
+        let layer = match self.kind {
             LayerKind::Fc => Layer::fc("fc", batch, self.in_channels, self.out_channels, self.w_bits, self.a_bits),
             LayerKind::Conv => Layer::conv(
                 "conv",
@@ -95,7 +99,8 @@ impl LayerKey {
                 self.w_bits,
                 self.a_bits,
             ),
-        }
+        };
+        layer.with_im2col(self.im2col)
     }
 
     /// APQ's key: `(cin, cout, in_size, k, stride, pad, groups)-W{w}A{a}`.
@@ -433,13 +438,13 @@ pub fn build_lut(spec: &BuildSpec, out: &Path, progress: &(dyn Fn(usize, usize) 
     Ok((lut, BuildSummary { entries: total, resumed, simulated: todo.len() }))
 }
 
-/// The LUT as CSV: `kind,in_channels,out_channels,in_size,kernel,stride,pad,groups,w_bits,a_bits,out_bits,cycles,latency_ms,energy_mj`.
+/// The LUT as CSV: `kind,in_channels,out_channels,in_size,kernel,stride,pad,groups,w_bits,a_bits,out_bits,im2col,cycles,latency_ms,energy_mj`.
 pub fn export_csv(lut: &Lut) -> String {
-    let mut s = String::from("kind,in_channels,out_channels,in_size,kernel,stride,pad,groups,w_bits,a_bits,out_bits,cycles,latency_ms,energy_mj\n");
+    let mut s = String::from("kind,in_channels,out_channels,in_size,kernel,stride,pad,groups,w_bits,a_bits,out_bits,im2col,cycles,latency_ms,energy_mj\n");
     for e in lut.entries.values() {
         let k = &e.key;
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             k.kind.as_str(),
             k.in_channels,
             k.out_channels,
@@ -451,6 +456,7 @@ pub fn export_csv(lut: &Lut) -> String {
             k.w_bits,
             k.a_bits,
             k.out_bits,
+            k.im2col,
             e.cycles,
             e.latency_ms,
             e.energy_mj.map(|x| x.to_string()).unwrap_or_default()
@@ -463,10 +469,42 @@ pub fn export_csv(lut: &Lut) -> String {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Check {
     pub arch: String,
+    pub lut_cycles: u64,
+    pub sim_cycles: u64,
     pub lut_latency_ms: f64,
     pub sim_latency_ms: f64,
     pub lut_energy_mj: Option<f64>,
     pub sim_energy_mj: Option<f64>,
+    /// The layers whose LUT entry differs from the same layer simulated in the network.
+    pub layers: Vec<LayerCheck>,
+}
+
+/// One layer whose LUT entry differs from its simulation as part of a network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerCheck {
+    /// The layer's name in the network (`stem`, `s0b1_expand`, ...).
+    pub layer: String,
+    pub key: LayerKey,
+    pub lut_cycles: u64,
+    pub sim_cycles: u64,
+    pub lut_energy_mj: Option<f64>,
+    pub sim_energy_mj: Option<f64>,
+}
+
+/// `a - b` when both exist.
+fn minus(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? - b?)
+}
+
+impl LayerCheck {
+    /// LUT minus simulated, in cycles.
+    pub fn cycles_diff(&self) -> i64 {
+        self.lut_cycles as i64 - self.sim_cycles as i64
+    }
+    /// LUT minus simulated, in mJ.
+    pub fn energy_diff_mj(&self) -> Option<f64> {
+        minus(self.lut_energy_mj, self.sim_energy_mj)
+    }
 }
 
 impl Check {
@@ -476,9 +514,34 @@ impl Check {
     pub fn energy_error(&self) -> Option<f64> {
         Some((self.lut_energy_mj? - self.sim_energy_mj?).abs() / self.sim_energy_mj?)
     }
+    /// LUT minus simulated, in cycles.
+    pub fn cycles_diff(&self) -> i64 {
+        self.lut_cycles as i64 - self.sim_cycles as i64
+    }
+    /// LUT minus simulated, in mJ.
+    pub fn energy_diff_mj(&self) -> Option<f64> {
+        minus(self.lut_energy_mj, self.sim_energy_mj)
+    }
+    /// Whether the LUT's sum equals the simulation: cycles exactly, energy to `tol` relative
+    /// (summation order), every layer's entry its simulation.
+    pub fn exact(&self, tol: f64) -> bool {
+        self.cycles_diff() == 0 && self.latency_error() <= tol && self.energy_error().is_none_or(|e| e <= tol) && self.layers.is_empty()
+    }
 }
 
-/// Simulate `samples` seeded random architectures whole and compare with their LUT cost.
+/// Relative difference of two energies (0 when both are missing, 1 when one is).
+fn energy_rel(a: Option<f64>, b: Option<f64>) -> f64 {
+    match (a, b) {
+        (Some(a), Some(b)) if a == b => 0.0,
+        (Some(a), Some(b)) => (a - b).abs() / b.abs().max(f64::MIN_POSITIVE),
+        (None, None) => 0.0,
+        _ => 1.0,
+    }
+}
+
+/// Simulate `samples` seeded random architectures whole and compare with their LUT cost, in
+/// total and layer by layer (an entry differing from its layer simulated in the network by more
+/// than 1e-12 relative in energy, or by any cycle, is listed).
 pub fn check(lut: &Lut, samples: usize, seed: u64) -> Result<Vec<Check>, LutError> {
     let space = &lut.header.space;
     let hw = lut.hw()?;
@@ -490,14 +553,31 @@ pub fn check(lut: &Lut, samples: usize, seed: u64) -> Result<Vec<Check>, LutErro
     archs
         .iter()
         .map(|a| {
-            let (_, lat, en) = lut.cost(a)?;
+            let (entries, lat, en) = lut.cost(a)?;
             let r = simulate_layers(model.as_ref(), &a.layers(space, lut.header.batch)).map_err(|e| err(e.to_string()))?;
+            let mj = |s: &bitfusion_simulator::LayerStats| s.energy.map(|e| e.total().to_mj());
+            let layers = entries
+                .iter()
+                .zip(&r.layers)
+                .filter(|(e, s)| e.cycles != s.cycles.0 || energy_rel(e.energy_mj, mj(s)) > 1e-12)
+                .map(|(e, s)| LayerCheck {
+                    layer: s.name.clone(),
+                    key: e.key,
+                    lut_cycles: e.cycles,
+                    sim_cycles: s.cycles.0,
+                    lut_energy_mj: e.energy_mj,
+                    sim_energy_mj: mj(s),
+                })
+                .collect();
             Ok(Check {
                 arch: a.to_text(),
+                lut_cycles: entries.iter().map(|e| e.cycles).sum(),
+                sim_cycles: r.total.cycles.0,
                 lut_latency_ms: lat,
                 sim_latency_ms: r.total.latency_ms,
                 lut_energy_mj: en,
-                sim_energy_mj: r.total.energy.map(|e| e.total().to_mj()),
+                sim_energy_mj: mj(&r.total),
+                layers,
             })
         })
         .collect()
