@@ -188,7 +188,8 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
 
     // 1. LUT.
     let lut_path = out.join("lut.bin");
-    let fp = format!("{}|{}|cycle|b1", space.hash(), hw_hash(&hw));
+    // The LUT format too: a LUT of an older format is rebuilt, not refused.
+    let fp = format!("{}|{}|cycle|b1|{}", space.hash(), hw_hash(&hw), bitfusion_search::lut::FORMAT);
     if !stages.fresh("lut", &fp, &[&lut_path]) {
         say(format!("LUT of space micro on {} (cycle model)", hw.name));
         let t = Instant::now();

@@ -181,7 +181,7 @@ impl<'a> Evaluator<'a> {
 
     /// Latency (ms) and energy (mJ; 0 when the LUT has none) of `arch`.
     pub fn cost(&self, arch: &Arch) -> Result<(f64, f64), SearchError> {
-        let (_, lat, en) = self.lut.cost(arch).map_err(|e| SearchError(e.0))?;
+        let (_, lat, en) = self.lut.cost(arch).map_err(|e| SearchError(e.to_string()))?;
         Ok((lat, en.unwrap_or(0.0)))
     }
 

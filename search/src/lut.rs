@@ -13,8 +13,11 @@
 //! its outputs stored, so the sum is exact: `lut check` compares it with whole-network simulations.
 //!
 //! **File.** JSON: a header (format, program version, the space and its hash, the hardware config's
-//! TOML and its hash, the model, batch and objective), the entries, and a SHA-256 checksum of the
-//! entries, so a truncated or edited file is detected on load. Files are written atomically (write,
+//! TOML and its hash, the model, batch and objective), the entries, and a seal: every header value
+//! by dotted key (the TOML's keys under `hw_toml.`), the entries' SHA-256 and a SHA-256 of the
+//! whole (header, entries' hash, sealed values). On load a truncated file, an edited header value
+//! (named, with the sealed and the found value), an embedded TOML or space that does not match its
+//! hash, edited entries and an edited seal are each refused. Files are written atomically (write,
 //! then rename). A build writes `LUT.partial` as it goes and a rebuild resumes from it.
 
 use crate::arch::Arch;
@@ -37,11 +40,39 @@ pub const FORMAT: &str = "bitfusion-lut/2";
 
 /// A LUT problem, phrased for the user on one line.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct LutError(pub String);
+pub enum LutError {
+    /// The file cannot be read.
+    #[error("{path}: cannot read LUT: {reason}")]
+    Read { path: String, reason: String },
+    /// The file is not a whole LUT of this format (truncated, corrupted, or not a LUT).
+    #[error("{path}: not a complete LUT file (truncated or corrupted: {reason})")]
+    Incomplete { path: String, reason: String },
+    /// Written by a program with another file format.
+    #[error("{path}: LUT format '{found}', this program reads '{expected}': rebuild the LUT (bitfusion lut build)")]
+    Format { path: String, found: String, expected: &'static str },
+    /// A header value differs from the value sealed when the file was written (`key` is dotted;
+    /// the hardware TOML's keys are under `hw_toml.`, the space's under `space.`).
+    #[error("{path}: header key `{key}` was edited (sealed value {sealed}, file says {found}); rebuild the LUT")]
+    HeaderEdited { path: String, key: String, sealed: String, found: String },
+    /// The embedded hardware TOML's text does not hash to `hw_hash`.
+    #[error("{path}: the embedded hardware config does not match its hash {recorded} (it hashes to {actual}): the header was edited; rebuild the LUT")]
+    HwTomlEdited { path: String, recorded: String, actual: String },
+    /// The embedded space does not hash to `space_hash`.
+    #[error("{path}: the embedded space does not match its hash (corrupted)")]
+    SpaceEdited { path: String },
+    /// The entries do not hash to the sealed checksum.
+    #[error("{path}: checksum mismatch: the entries were changed or corrupted")]
+    EntriesEdited { path: String },
+    /// Header, entries and sealed values agree, but not with the file's seal.
+    #[error("{path}: the file does not match its seal (edited or corrupted); rebuild the LUT")]
+    SealMismatch { path: String },
+    /// Any other LUT problem, on one line.
+    #[error("{0}")]
+    Other(String),
+}
 
 fn err(m: impl Into<String>) -> LutError {
-    LutError(m.into())
+    LutError::Other(m.into())
 }
 
 /// A layer as the LUT knows it.
@@ -235,7 +266,68 @@ pub struct Lut {
 struct LutFile {
     header: Header,
     entries: Vec<Entry>,
-    checksum: String,
+    seal: Seal,
+}
+
+/// What a LUT file is sealed with when written.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Seal {
+    /// Every header value, by dotted key (the hardware TOML parsed, its keys under `hw_toml.`), so
+    /// that an edited value can be named with what it was.
+    header: BTreeMap<String, serde_json::Value>,
+    /// SHA-256 of the entries.
+    entries_sha256: String,
+    /// SHA-256 of the header, the entries' hash and the sealed values: the whole file.
+    sha256: String,
+}
+
+/// Only the format of a file, to tell an older format from a corrupted file.
+#[derive(Deserialize)]
+struct FormatProbe {
+    header: FormatProbeHeader,
+}
+
+#[derive(Deserialize)]
+struct FormatProbeHeader {
+    format: String,
+}
+
+/// The leaves of a JSON value by dotted key (`a.b`, `a[2].c`) into `out`.
+fn flatten_into(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
+    use serde_json::Value;
+    let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+    match v {
+        Value::Object(m) if !m.is_empty() => m.iter().for_each(|(k, x)| flatten_into(&join(k), x, out)),
+        Value::Array(a) if !a.is_empty() => a.iter().enumerate().for_each(|(i, x)| flatten_into(&format!("{prefix}[{i}]"), x, out)),
+        _ => {
+            out.insert(prefix.to_string(), v.clone());
+        }
+    }
+}
+
+/// A header (as JSON) by dotted key, its hardware TOML parsed (keys under `hw_toml.`); the error
+/// says why the TOML does not parse.
+fn flatten_header(header: &serde_json::Value) -> Result<BTreeMap<String, serde_json::Value>, String> {
+    let mut h = header.clone();
+    if let Some(slot) = h.get_mut("hw_toml")
+        && let Some(text) = slot.as_str()
+    {
+        let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string().replace('\n', " "))?;
+        *slot = serde_json::to_value(table).map_err(|e| e.to_string())?;
+    }
+    let mut out = BTreeMap::new();
+    flatten_into("", &h, &mut out);
+    Ok(out)
+}
+
+fn sha256_hex(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update(b"\n");
+    }
+    hex(&h.finalize())
 }
 
 /// The content hash of a hardware config: SHA-256 of its canonical TOML document.
@@ -251,10 +343,20 @@ fn checksum(entries: &[Entry]) -> String {
     hex(&Sha256::digest(serde_json::to_string(entries).expect("entries serialise").as_bytes()))
 }
 
+/// The whole file's hash: the header, the entries' hash and the sealed values.
+fn seal_hash(header: &Header, entries_sha256: &str, sealed: &BTreeMap<String, serde_json::Value>) -> String {
+    let header = serde_json::to_string(header).expect("a header serialises");
+    let sealed = serde_json::to_string(sealed).expect("sealed values serialise");
+    sha256_hex(&[FORMAT, &header, entries_sha256, &sealed])
+}
+
 impl Lut {
     fn to_json(&self) -> String {
         let entries: Vec<Entry> = self.entries.values().cloned().collect();
-        let file = LutFile { header: self.header.clone(), checksum: checksum(&entries), entries };
+        let entries_sha256 = checksum(&entries);
+        let sealed = flatten_header(&serde_json::to_value(&self.header).expect("a header serialises")).expect("the header's own TOML parses");
+        let seal = Seal { sha256: seal_hash(&self.header, &entries_sha256, &sealed), entries_sha256, header: sealed };
+        let file = LutFile { header: self.header.clone(), entries, seal };
         serde_json::to_string(&file).expect("a LUT serialises")
     }
 
@@ -263,20 +365,52 @@ impl Lut {
         write_atomic(path, self.to_json().as_bytes()).map_err(|e| err(format!("cannot write {}: {e}", path.display())))
     }
 
-    /// Read a LUT, checking its format and checksum.
+    /// Read a LUT, checking its format and its seal: the header, key by key, against the values
+    /// sealed when it was written (an edit is named with both values), the embedded hardware TOML
+    /// and space against their hashes, the entries against theirs, and the whole file.
     pub fn load(path: &Path) -> Result<Lut, LutError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("{origin}: cannot read LUT: {e}")))?;
-        let file: LutFile = serde_json::from_str(&text)
-            .map_err(|e| err(format!("{origin}: not a complete LUT file (truncated or corrupted: {e})")))?;
-        if file.header.format != FORMAT {
-            return Err(err(format!("{origin}: format '{}', expected '{FORMAT}'", file.header.format)));
+        let text = std::fs::read_to_string(path).map_err(|e| LutError::Read { path: origin.clone(), reason: e.to_string() })?;
+        let incomplete = |e: serde_json::Error| LutError::Incomplete { path: origin.clone(), reason: e.to_string() };
+        let other_format = || {
+            let found = serde_json::from_str::<FormatProbe>(&text).ok()?.header.format;
+            (found != FORMAT).then(|| LutError::Format { path: origin.clone(), found, expected: FORMAT })
+        };
+        let raw: serde_json::Value = serde_json::from_str(&text).map_err(incomplete)?;
+        let file: LutFile = match serde_json::from_value(raw.clone()) {
+            Ok(f) => f,
+            Err(e) => return Err(other_format().unwrap_or_else(|| incomplete(e))),
+        };
+        // The header as written in the file (unknown keys included), key by key.
+        let found = flatten_header(&raw["header"]).map_err(|e| LutError::HeaderEdited {
+            path: origin.clone(),
+            key: "hw_toml".into(),
+            sealed: "a TOML document".into(),
+            found: format!("text that is not TOML ({e})"),
+        })?;
+        let keys: BTreeSet<&String> = found.keys().chain(file.seal.header.keys()).collect();
+        let show = |v: Option<&serde_json::Value>| v.map_or_else(|| "(none)".to_string(), |v| v.to_string());
+        for k in keys {
+            let (sealed, now) = (file.seal.header.get(k), found.get(k));
+            if sealed != now {
+                return Err(LutError::HeaderEdited { path: origin, key: k.clone(), sealed: show(sealed), found: show(now) });
+            }
         }
-        if checksum(&file.entries) != file.checksum {
-            return Err(err(format!("{origin}: checksum mismatch: the entries were changed or corrupted")));
+        if file.header.format != FORMAT {
+            return Err(LutError::Format { path: origin, found: file.header.format, expected: FORMAT });
+        }
+        let actual = hex(&Sha256::digest(file.header.hw_toml.as_bytes()));
+        if actual != file.header.hw_hash {
+            return Err(LutError::HwTomlEdited { path: origin, recorded: file.header.hw_hash.chars().take(16).collect(), actual: actual[..16].to_string() });
         }
         if file.header.space.hash() != file.header.space_hash {
-            return Err(err(format!("{origin}: the embedded space does not match its hash (corrupted)")));
+            return Err(LutError::SpaceEdited { path: origin });
+        }
+        if checksum(&file.entries) != file.seal.entries_sha256 {
+            return Err(LutError::EntriesEdited { path: origin });
+        }
+        if seal_hash(&file.header, &file.seal.entries_sha256, &file.seal.header) != file.seal.sha256 {
+            return Err(LutError::SealMismatch { path: origin });
         }
         let entries = file.entries.into_iter().map(|e| (e.key, e)).collect();
         Ok(Lut { header: file.header, entries })
