@@ -450,7 +450,11 @@ pub fn search(p: &Problem, energy: &TieBreakEnergy) -> Option<Best> {
                             // Not better, and not worse either: equal cycles, energies equal or NaN.
                             // The original met this mapping first if its order comes first (its
                             // tiling comes after the incumbent's, or is the incumbent's).
-                            Some(bst) => stats.total_cycles == bst.stats.total_cycles && !(e > bst.energy) && first_rank() < best_rank,
+                            Some(bst) => {
+                                stats.total_cycles == bst.stats.total_cycles
+                                    && e.partial_cmp(&bst.energy) != Some(std::cmp::Ordering::Greater)
+                                    && first_rank() < best_rank
+                            }
                         };
                         if better {
                             best_rank = first_rank();
