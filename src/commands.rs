@@ -417,7 +417,46 @@ pub fn lut_check(lut: &Path, samples: usize, seed: u64) -> anyhow::Result<bool> 
         worst_lat,
         worst_en
     );
-    Ok(worst_lat < 1e-9 && worst_en < 1e-9)
+    let failed: Vec<_> = checks.iter().filter(|c| !c.exact(1e-9)).collect();
+    if failed.is_empty() {
+        return Ok(true);
+    }
+    let mj = |e: Option<f64>| e.map_or_else(|| "n/a".to_string(), |x| format!("{x:.6}"));
+    let dmj = |e: Option<f64>| e.map_or_else(|| "n/a".to_string(), |x| format!("{x:+.3e}"));
+    println!("{} of {} architectures differ from their whole-network simulation ({} model, LUT minus simulated):", failed.len(), checks.len(), l.header.model);
+    for c in failed.iter().take(10) {
+        println!(
+            "  {}: LUT {} cycles, {} mJ; simulated {} cycles, {} mJ: {:+} cycles, {} mJ",
+            c.arch,
+            c.lut_cycles,
+            mj(c.lut_energy_mj),
+            c.sim_cycles,
+            mj(c.sim_energy_mj),
+            c.cycles_diff(),
+            dmj(c.energy_diff_mj())
+        );
+        for d in &c.layers {
+            println!(
+                "    layer {} entry {} (outputs at {} bits{}): LUT {} cycles, {} mJ; in the network {} cycles, {} mJ: {:+} cycles, {} mJ",
+                d.layer,
+                d.key.apq_key(),
+                d.key.out_bits,
+                if d.key.im2col { ", im2col" } else { "" },
+                d.lut_cycles,
+                mj(d.lut_energy_mj),
+                d.sim_cycles,
+                mj(d.sim_energy_mj),
+                d.cycles_diff(),
+                dmj(d.energy_diff_mj())
+            );
+        }
+        if c.layers.is_empty() {
+            println!("    every entry equals its layer simulated in the network; only the sums differ");
+        }
+    }
+    let first = failed[0];
+    let culprit = first.layers.first().map(|d| format!(" (first: layer {} of {}, {:+} cycles)", d.layer, first.arch, d.cycles_diff())).unwrap_or_default();
+    bail!("{}: the LUT's sums differ from whole-network simulations for {} of {} architectures{culprit}; see the list above", lut.display(), failed.len(), checks.len())
 }
 
 pub fn lut_diff(ours: &Path, theirs: &Path) -> anyhow::Result<()> {

@@ -190,7 +190,8 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
 
     // 1. LUT.
     let lut_path = out.join("lut.bin");
-    let fp = format!("{}|{}|cycle|b1", space.hash(), hw_hash(&hw));
+    // The LUT format too: a LUT of an older format is rebuilt, not refused.
+    let fp = format!("{}|{}|cycle|b1|{}", space.hash(), hw_hash(&hw), bitfusion_search::lut::FORMAT);
     if !stages.fresh("lut", &fp, &[&lut_path]) {
         say(format!("LUT of space micro on {} (cycle model)", hw.name));
         let t = Instant::now();
@@ -388,7 +389,10 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
         }
         say("Pareto front (NSGA-II, seeded with the constrained searches' winners)");
         let search_p = Pessimistic { ensemble: &current, k: SEARCH_PENALTY };
-        let winners: Vec<Arch> = read_rows(&points)?.iter().filter(|r| !r.arch.is_empty()).map(|r| Arch::parse(&r.arch, &space)).collect::<Result<_, _>>()?;
+        // Every method's winner and candidates under every budget: the front holds each of them or
+        // a point dominating it.
+        let texts = read_rows(&points)?.into_iter().map(|r| r.arch).chain(read_candidates(&candidates_json)?.into_iter().flat_map(|l| l.candidates.into_iter().map(|c| c.0)));
+        let winners: Vec<Arch> = texts.filter(|t| !t.is_empty()).map(|t| Arch::parse(&t, &space)).collect::<Result<_, _>>()?;
         let (front, o) = evolution::pareto_seeded(&mut Evaluator::new(&space, &lut, &search_p), &Freedom::joint(&space), &Budget::default(), &evo, &winners)?;
         write_rows(&front_csv, &search_cmd::front_rows(&front, &o, &Budget::default()))?;
         stages.mark("search", &fp)?;

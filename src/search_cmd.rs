@@ -621,7 +621,14 @@ pub fn search(a: &SearchArgs) -> anyhow::Result<bool> {
         }
     }
     if a.pareto {
-        let (front, o) = evolution::pareto(&mut Evaluator::new(&space, &lut, p), &Freedom::joint(&space), &budget, &cfg)?;
+        // Seeded with every method's winner and candidates under this budget: the front holds each
+        // of them or a point dominating it.
+        let lists = read_candidates(&a.out.join("candidates.json"))?;
+        let texts = rows.iter().map(|r| r.arch.clone()).chain(
+            lists.iter().filter(|l| l.budget_latency_ms == budget.latency_ms && l.budget_energy_mj == budget.energy_mj).flat_map(|l| l.candidates.iter().map(|c| c.0.clone())),
+        );
+        let seeds: Vec<Arch> = texts.filter(|t| !t.is_empty()).map(|t| Arch::parse(&t, &space)).collect::<Result<_, _>>()?;
+        let (front, o) = evolution::pareto_seeded(&mut Evaluator::new(&space, &lut, p), &Freedom::joint(&space), &budget, &cfg, &seeds)?;
         let rows = front_rows(&front, &o, &budget);
         write_rows(&a.out.join("front.csv"), &rows)?;
         println!("Pareto front: {} non-dominated architectures ({} predictor queries, {:.1} s) in {}", rows.len(), o.queries, o.seconds, a.out.join("front.csv").display());

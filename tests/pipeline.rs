@@ -93,6 +93,18 @@ fn train_sample_predict_search_and_plot_through_the_cli() {
     assert!(s.contains("joint") && s.contains("fixed4-mid") && s.contains("Pareto front"), "{s}");
     let best = std::fs::read_to_string(out.join("best.json")).unwrap();
     assert!(best.contains("\"layers\"") && best.contains("toy:"), "{best}");
+    // The front holds every method's winner or a point dominating it (it is seeded with them).
+    let triples = |file: &str| -> Vec<(String, f64, f64, f64)> {
+        let mut r = csv::Reader::from_path(out.join(file)).unwrap();
+        let h = r.headers().unwrap().clone();
+        let col = |n: &str| h.iter().position(|x| x == n).unwrap();
+        let (m, a, l, e) = (col("method"), col("predicted_accuracy"), col("latency_ms"), col("energy_mj"));
+        r.records().map(|x| x.unwrap()).filter(|x| !x[a].is_empty()).map(|x| (x[m].to_string(), x[a].parse().unwrap(), x[l].parse().unwrap(), x[e].parse().unwrap())).collect()
+    };
+    let front = triples("front.csv");
+    for (m, a, l, e) in triples("points.csv") {
+        assert!(front.iter().any(|f| f.1 >= a && f.2 <= l && f.3 <= e), "{m}'s winner ({a}, {l} ms, {e} mJ) is dominated by no front point");
+    }
     // An energy budget beside it: its rows join points.csv and the energy chart.
     let s = ok(&["search", "--space", space, "--lut", lut.to_str().unwrap(), "--predictor", pq.to_str().unwrap(), "--energy-mj", "1", "--out", out.to_str().unwrap(), "--baselines", "--generations", "5", "--population", "20", "--top-k", "3"]);
     assert!(s.contains("joint"), "{s}");

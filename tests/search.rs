@@ -160,6 +160,93 @@ fn the_pareto_front_is_non_dominated_and_complete() {
     assert_eq!(front.len(), truth.len());
 }
 
+/// Every candidate of the tiny space, with its cost.
+fn everything(space: &Space, lut: &Lut, p: &dyn evolution::Predictor) -> Vec<Candidate> {
+    let ev = Evaluator::new(space, lut, p);
+    all(space)
+        .into_iter()
+        .map(|a| {
+            let (latency_ms, energy_mj) = ev.cost(&a).unwrap();
+            Candidate { accuracy: p.predict(std::slice::from_ref(&a))[0], arch: a, latency_ms, energy_mj }
+        })
+        .collect()
+}
+
+fn dominates_or_equals(a: &Candidate, b: &Candidate) -> bool {
+    a.accuracy >= b.accuracy && a.latency_ms <= b.latency_ms && a.energy_mj <= b.energy_mj
+}
+
+fn triple(c: &Candidate) -> (u64, u64, u64) {
+    (c.accuracy.to_bits(), c.latency_ms.to_bits(), c.energy_mj.to_bits())
+}
+
+/// The front `search --pareto` and `run` return is seeded with the constrained searches' winners
+/// and candidates: it holds each of them or a point dominating it, and every brute-force front
+/// point they reached, even when NSGA-II alone (here a short run) would not get there.
+#[test]
+fn the_seeded_front_contains_every_point_the_constrained_searches_found() {
+    let (space, lut) = setup("seeded");
+    let p = FnPredictor(accuracy);
+    let truth = non_dominated(&everything(&space, &lut, &p));
+    let mut lats: Vec<f64> = everything(&space, &lut, &p).iter().map(|c| c.latency_ms).collect();
+    lats.sort_by(f64::total_cmp);
+    let f = Freedom::joint(&space);
+    // Constrained searches under 12 latency budgets.
+    let mut found: Vec<Candidate> = Vec::new();
+    for q in 1..=12u64 {
+        let budget = Budget { latency_ms: Some(lats[lats.len() * q as usize / 13]), energy_mj: None };
+        let o = evolution::evolve(&mut Evaluator::new(&space, &lut, &p), &f, &budget, &config(q)).unwrap();
+        found.push(o.best.clone());
+        found.extend(o.top);
+    }
+    let seeds: Vec<Arch> = found.iter().map(|c| c.arch.clone()).collect();
+    let cfg = EvoConfig { population: 10, generations: 3, ..config(9) };
+    assert!(seeds.len() > cfg.population);
+    let (front, _) = evolution::pareto_seeded(&mut Evaluator::new(&space, &lut, &p), &f, &Budget::default(), &cfg, &seeds).unwrap();
+    for c in &found {
+        assert!(front.iter().any(|x| dominates_or_equals(x, c)), "{} ({}, {} ms) is dominated by no front point", c.arch.to_text(), c.accuracy, c.latency_ms);
+    }
+    let on_front: std::collections::HashSet<_> = front.iter().map(triple).collect();
+    let reached: std::collections::HashSet<_> = found.iter().map(triple).collect();
+    let truth_reached: Vec<&Candidate> = truth.iter().filter(|t| reached.contains(&triple(t))).collect();
+    assert!(truth_reached.len() >= 3, "{}", truth_reached.len());
+    for t in truth_reached {
+        assert!(on_front.contains(&triple(t)), "brute-force front point {} reached by the searches is missing", t.arch.to_text());
+    }
+    // The high-accuracy end: the best constrained winner is on the front.
+    let top = found.iter().max_by(|x, y| x.accuracy.total_cmp(&y.accuracy)).unwrap();
+    assert!(front.iter().any(|x| x.accuracy >= top.accuracy));
+}
+
+/// The archive keeps every non-dominated point of every generation: with a population of 4 the
+/// last generation holds at most 4, the returned front many more, all mutually non-dominated and
+/// each a brute-force front point or dominated only by points the search never evaluated.
+#[test]
+fn the_archive_keeps_early_points_later_generations_lose() {
+    let (space, lut) = setup("archive");
+    let p = FnPredictor(accuracy);
+    let cfg = EvoConfig { population: 4, generations: 60, mutate_prob: 0.3, ..config(4) };
+    let (front, o) = evolution::pareto(&mut Evaluator::new(&space, &lut, &p), &Freedom::joint(&space), &Budget::default(), &cfg).unwrap();
+    assert!(front.len() > 3 * cfg.population, "{} front points", front.len());
+    for a in &front {
+        assert!(!front.iter().any(|b| evolution::dominates(b, a)));
+    }
+    assert!(o.queries > front.len());
+    // The archive alone: a point found first stays while later ones do not dominate it, and goes
+    // only when one does; equal points keep the smallest architecture text.
+    let mut archive = evolution::ParetoArchive::default();
+    let all = everything(&space, &lut, &p);
+    let truth = non_dominated(&all);
+    let early = truth.iter().max_by(|x, y| x.accuracy.total_cmp(&y.accuracy)).unwrap();
+    assert!(archive.insert(early));
+    for c in &all {
+        archive.insert(c);
+    }
+    let kept = archive.into_front();
+    assert!(kept.iter().any(|c| triple(c) == triple(early)));
+    assert_eq!(kept, truth, "inserting everything gives the brute-force front");
+}
+
 #[test]
 fn restricted_searches_keep_their_fixed_dimensions() {
     let (space, lut) = setup("restricted");

@@ -181,7 +181,7 @@ impl<'a> Evaluator<'a> {
 
     /// Latency (ms) and energy (mJ; 0 when the LUT has none) of `arch`.
     pub fn cost(&self, arch: &Arch) -> Result<(f64, f64), SearchError> {
-        let (_, lat, en) = self.lut.cost(arch).map_err(|e| SearchError(e.0))?;
+        let (_, lat, en) = self.lut.cost(arch).map_err(|e| SearchError(e.to_string()))?;
         Ok((lat, en.unwrap_or(0.0)))
     }
 
@@ -680,31 +680,99 @@ fn crowding(c: &[Candidate], front: &[usize]) -> Vec<f64> {
     d
 }
 
+/// The non-dominated set of every candidate inserted, one per distinct objective triple (the
+/// smallest architecture text among equals), whatever the insertion order: NSGA-II's archive
+/// across all generations, so a front point found early and later crowded out of the population
+/// is never lost.
+#[derive(Clone, Debug, Default)]
+pub struct ParetoArchive {
+    front: Vec<(String, Candidate)>,
+}
+
+impl ParetoArchive {
+    /// Add `c` unless a member dominates it or equals it with a smaller architecture text; drop
+    /// the members it dominates. Returns whether `c` was kept.
+    pub fn insert(&mut self, c: &Candidate) -> bool {
+        let same = |x: &Candidate| x.accuracy == c.accuracy && x.latency_ms == c.latency_ms && x.energy_mj == c.energy_mj;
+        let text = c.arch.to_text();
+        if self.front.iter().any(|(t, x)| dominates(x, c) || (same(x) && *t <= text)) {
+            return false;
+        }
+        self.front.retain(|(_, x)| !dominates(c, x) && !same(x));
+        self.front.push((text, c.clone()));
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.front.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.front.is_empty()
+    }
+
+    /// The members, by latency (then accuracy descending, then text), as [`non_dominated`] orders.
+    pub fn into_front(self) -> Vec<Candidate> {
+        let mut v: Vec<Candidate> = self.front.into_iter().map(|(_, c)| c).collect();
+        v.sort_by(|x, y| x.latency_ms.total_cmp(&y.latency_ms).then_with(|| y.accuracy.total_cmp(&x.accuracy)).then_with(|| x.arch.to_text().cmp(&y.arch.to_text())));
+        v
+    }
+}
+
+/// Keep `n` of `all` as NSGA-II does: whole fronts while they fit, then the least crowded of the
+/// next front.
+fn select(all: &[Candidate], n: usize) -> Vec<Candidate> {
+    let mut keep = Vec::with_capacity(n);
+    for front in fronts(all) {
+        if keep.len() + front.len() <= n {
+            keep.extend(front.iter().map(|&i| all[i].clone()));
+        } else {
+            let d = crowding(all, &front);
+            let mut idx: Vec<usize> = (0..front.len()).collect();
+            idx.sort_by(|&a, &b2| d[b2].total_cmp(&d[a]));
+            keep.extend(idx.into_iter().take(n - keep.len()).map(|k| all[front[k]].clone()));
+            break;
+        }
+    }
+    keep
+}
+
 /// NSGA-II over (accuracy, latency, energy) within `budget`; returns the non-dominated set of
-/// every architecture evaluated (an archive, so no front point found is ever lost).
+/// every architecture evaluated in any generation ([`ParetoArchive`]).
 pub fn pareto(ev: &mut Evaluator, f: &Freedom, b: &Budget, cfg: &EvoConfig) -> Result<(Vec<Candidate>, Outcome), SearchError> {
     pareto_seeded(ev, f, b, cfg, &[])
 }
 
-/// [`pareto`] with `seeds` (e.g. the winners of constrained searches) in the first population,
-/// so the front's high-accuracy end starts where those searches ended.
+/// [`pareto`] with `seeds` (the winners and candidates of constrained searches): every seed within
+/// the budget enters the archive, so the front contains each of them or a point dominating it, and
+/// up to half the first population (the best of them by NSGA-II's selection), so the front's
+/// high-accuracy end starts where those searches ended.
 pub fn pareto_seeded(ev: &mut Evaluator, f: &Freedom, b: &Budget, cfg: &EvoConfig, seeds: &[Arch]) -> Result<(Vec<Candidate>, Outcome), SearchError> {
     let start = std::time::Instant::now();
     let space = ev.space;
     let anchor = anchor(space, ev.lut, f, b)?;
     let mut rng = Rng(cfg.seed ^ 0x9e3779b97f4a7c15);
     let n = cfg.population.max(2);
-    let mut pop: Vec<Arch> = Vec::with_capacity(n);
-    for s in seeds.iter().take(n / 2) {
-        if ev.fits(s, b)? {
-            pop.push(s.clone());
+    let mut archive = ParetoArchive::default();
+    let mut distinct: Vec<Arch> = Vec::with_capacity(seeds.len());
+    let mut seen_seed = std::collections::HashSet::new();
+    for s in seeds {
+        if seen_seed.insert(s) && ev.fits(s, b)? {
+            distinct.push(s.clone());
         }
     }
+    let seeded = ev.evaluate(&distinct)?;
+    for c in &seeded {
+        archive.insert(c);
+    }
+    let mut pop: Vec<Arch> = select(&seeded, n / 2).into_iter().map(|c| c.arch).collect();
     while pop.len() < n {
         pop.push(feasible(ev, f, b, &anchor, cfg.mutate_prob, &mut rng, &|r| random_arch(space, f, r))?);
     }
     let mut scored = ev.evaluate(&pop)?;
-    let mut archive: HashMap<String, Candidate> = scored.iter().map(|c| (c.arch.to_text(), c.clone())).collect();
+    for c in &scored {
+        archive.insert(c);
+    }
     let mut history = Vec::new();
     for _ in 0..cfg.generations {
         // Rank and crowding of the current population, for binary tournaments.
@@ -739,32 +807,17 @@ pub fn pareto_seeded(ev: &mut Evaluator, f: &Freedom, b: &Budget, cfg: &EvoConfi
         }
         let kids = ev.evaluate(&children)?;
         for c in &kids {
-            archive.entry(c.arch.to_text()).or_insert_with(|| c.clone());
+            archive.insert(c);
         }
         let mut all = scored.clone();
         all.extend(kids);
         // Unique architectures only, then fronts and crowding to keep n.
         let mut seen = std::collections::HashSet::new();
         all.retain(|c| seen.insert(c.arch.to_text()));
-        let fr = fronts(&all);
-        let mut keep = Vec::with_capacity(n);
-        for front in fr {
-            if keep.len() + front.len() <= n {
-                keep.extend(front.iter().map(|&i| all[i].clone()));
-            } else {
-                let d = crowding(&all, &front);
-                let mut idx: Vec<usize> = (0..front.len()).collect();
-                idx.sort_by(|&a, &b2| d[b2].total_cmp(&d[a]));
-                keep.extend(idx.into_iter().take(n - keep.len()).map(|k| all[front[k]].clone()));
-                break;
-            }
-        }
-        scored = keep;
+        scored = select(&all, n);
         history.push(scored.iter().map(|c| c.accuracy).fold(0.0, f64::max));
     }
-    let mut archived: Vec<Candidate> = archive.into_values().collect();
-    archived.sort_by_key(|c| c.arch.to_text());
-    let front = non_dominated(&archived);
+    let front = archive.into_front();
     let best = front.iter().max_by(|x, y| x.accuracy.total_cmp(&y.accuracy)).expect("a front").clone();
     let top = best_distinct(front.iter().cloned(), cfg.top_k);
     Ok((front, Outcome { best, top, history, queries: ev.queries, seconds: start.elapsed().as_secs_f64() }))

@@ -4,16 +4,20 @@
 //! **Keys.** A layer is keyed by its shape (kind, input and output channels, input size, kernel,
 //! stride, padding, groups), its weight and activation bits, and the bits its outputs are stored at
 //! (the next layer's activation bits: the cycle model writes outputs at the consumer's precision,
-//! so the key carries it and the LUT stays exact). `apq_key` gives APQ's key format for the shape and
-//! bits.
+//! so the key carries it and the LUT stays exact), and whether it is lowered with im2col (the stem,
+//! as the network's input layer: the reference model costs it so). `apq_key` gives APQ's key format
+//! for the shape and bits.
 //!
 //! **Network cost** = the sum of the costs of its layers (stem, first block, every active block's
 //! expand/depthwise/project, feature mix, classifier). Layers run one after another, each ending with
 //! its outputs stored, so the sum is exact: `lut check` compares it with whole-network simulations.
 //!
 //! **File.** JSON: a header (format, program version, the space and its hash, the hardware config's
-//! TOML and its hash, the model, batch and objective), the entries, and a SHA-256 checksum of the
-//! entries, so a truncated or edited file is detected on load. Files are written atomically (write,
+//! TOML and its hash, the model, batch and objective), the entries, and a seal: every header value
+//! by dotted key (the TOML's keys under `hw_toml.`), the entries' SHA-256 and a SHA-256 of the
+//! whole (header, entries' hash, sealed values). On load a truncated file, an edited header value
+//! (named, with the sealed and the found value), an embedded TOML or space that does not match its
+//! hash, edited entries and an edited seal are each refused. Files are written atomically (write,
 //! then rename). A build writes `LUT.partial` as it goes and a rebuild resumes from it.
 
 use crate::arch::Arch;
@@ -32,15 +36,43 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The LUT file format version.
-pub const FORMAT: &str = "bitfusion-lut/1";
+pub const FORMAT: &str = "bitfusion-lut/2";
 
 /// A LUT problem, phrased for the user on one line.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct LutError(pub String);
+pub enum LutError {
+    /// The file cannot be read.
+    #[error("{path}: cannot read LUT: {reason}")]
+    Read { path: String, reason: String },
+    /// The file is not a whole LUT of this format (truncated, corrupted, or not a LUT).
+    #[error("{path}: not a complete LUT file (truncated or corrupted: {reason})")]
+    Incomplete { path: String, reason: String },
+    /// Written by a program with another file format.
+    #[error("{path}: LUT format '{found}', this program reads '{expected}': rebuild the LUT (bitfusion lut build)")]
+    Format { path: String, found: String, expected: &'static str },
+    /// A header value differs from the value sealed when the file was written (`key` is dotted;
+    /// the hardware TOML's keys are under `hw_toml.`, the space's under `space.`).
+    #[error("{path}: header key `{key}` was edited (sealed value {sealed}, file says {found}); rebuild the LUT")]
+    HeaderEdited { path: String, key: String, sealed: String, found: String },
+    /// The embedded hardware TOML's text does not hash to `hw_hash`.
+    #[error("{path}: the embedded hardware config does not match its hash {recorded} (it hashes to {actual}): the header was edited; rebuild the LUT")]
+    HwTomlEdited { path: String, recorded: String, actual: String },
+    /// The embedded space does not hash to `space_hash`.
+    #[error("{path}: the embedded space does not match its hash (corrupted)")]
+    SpaceEdited { path: String },
+    /// The entries do not hash to the sealed checksum.
+    #[error("{path}: checksum mismatch: the entries were changed or corrupted")]
+    EntriesEdited { path: String },
+    /// Header, entries and sealed values agree, but not with the file's seal.
+    #[error("{path}: the file does not match its seal (edited or corrupted); rebuild the LUT")]
+    SealMismatch { path: String },
+    /// Any other LUT problem, on one line.
+    #[error("{0}")]
+    Other(String),
+}
 
 fn err(m: impl Into<String>) -> LutError {
-    LutError(m.into())
+    LutError::Other(m.into())
 }
 
 /// A layer as the LUT knows it.
@@ -58,6 +90,8 @@ pub struct LayerKey {
     pub a_bits: u32,
     /// Bits the outputs are stored at (the consumer's activation bits).
     pub out_bits: u32,
+    /// Lowered with im2col (the network's input layer, the stem): the reference model costs it so.
+    pub im2col: bool,
 }
 
 impl LayerKey {
@@ -75,12 +109,13 @@ impl LayerKey {
             w_bits: layer.w_bits,
             a_bits: layer.a_bits,
             out_bits,
+            im2col: layer.im2col,
         }
     }
 
     /// The layer this key describes, at `batch`.
     pub fn layer(&self, batch: u32) -> Layer {
-        match self.kind {
+        let layer = match self.kind {
             LayerKind::Fc => Layer::fc("fc", batch, self.in_channels, self.out_channels, self.w_bits, self.a_bits),
             LayerKind::Conv => Layer::conv(
                 "conv",
@@ -95,7 +130,8 @@ impl LayerKey {
                 self.w_bits,
                 self.a_bits,
             ),
-        }
+        };
+        layer.with_im2col(self.im2col)
     }
 
     /// APQ's key: `(cin, cout, in_size, k, stride, pad, groups)-W{w}A{a}`.
@@ -230,7 +266,68 @@ pub struct Lut {
 struct LutFile {
     header: Header,
     entries: Vec<Entry>,
-    checksum: String,
+    seal: Seal,
+}
+
+/// What a LUT file is sealed with when written.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Seal {
+    /// Every header value, by dotted key (the hardware TOML parsed, its keys under `hw_toml.`), so
+    /// that an edited value can be named with what it was.
+    header: BTreeMap<String, serde_json::Value>,
+    /// SHA-256 of the entries.
+    entries_sha256: String,
+    /// SHA-256 of the header, the entries' hash and the sealed values: the whole file.
+    sha256: String,
+}
+
+/// Only the format of a file, to tell an older format from a corrupted file.
+#[derive(Deserialize)]
+struct FormatProbe {
+    header: FormatProbeHeader,
+}
+
+#[derive(Deserialize)]
+struct FormatProbeHeader {
+    format: String,
+}
+
+/// The leaves of a JSON value by dotted key (`a.b`, `a[2].c`) into `out`.
+fn flatten_into(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
+    use serde_json::Value;
+    let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+    match v {
+        Value::Object(m) if !m.is_empty() => m.iter().for_each(|(k, x)| flatten_into(&join(k), x, out)),
+        Value::Array(a) if !a.is_empty() => a.iter().enumerate().for_each(|(i, x)| flatten_into(&format!("{prefix}[{i}]"), x, out)),
+        _ => {
+            out.insert(prefix.to_string(), v.clone());
+        }
+    }
+}
+
+/// A header (as JSON) by dotted key, its hardware TOML parsed (keys under `hw_toml.`); the error
+/// says why the TOML does not parse.
+fn flatten_header(header: &serde_json::Value) -> Result<BTreeMap<String, serde_json::Value>, String> {
+    let mut h = header.clone();
+    if let Some(slot) = h.get_mut("hw_toml")
+        && let Some(text) = slot.as_str()
+    {
+        let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string().replace('\n', " "))?;
+        *slot = serde_json::to_value(table).map_err(|e| e.to_string())?;
+    }
+    let mut out = BTreeMap::new();
+    flatten_into("", &h, &mut out);
+    Ok(out)
+}
+
+fn sha256_hex(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update(b"\n");
+    }
+    hex(&h.finalize())
 }
 
 /// The content hash of a hardware config: SHA-256 of its canonical TOML document.
@@ -246,10 +343,20 @@ fn checksum(entries: &[Entry]) -> String {
     hex(&Sha256::digest(serde_json::to_string(entries).expect("entries serialise").as_bytes()))
 }
 
+/// The whole file's hash: the header, the entries' hash and the sealed values.
+fn seal_hash(header: &Header, entries_sha256: &str, sealed: &BTreeMap<String, serde_json::Value>) -> String {
+    let header = serde_json::to_string(header).expect("a header serialises");
+    let sealed = serde_json::to_string(sealed).expect("sealed values serialise");
+    sha256_hex(&[FORMAT, &header, entries_sha256, &sealed])
+}
+
 impl Lut {
     fn to_json(&self) -> String {
         let entries: Vec<Entry> = self.entries.values().cloned().collect();
-        let file = LutFile { header: self.header.clone(), checksum: checksum(&entries), entries };
+        let entries_sha256 = checksum(&entries);
+        let sealed = flatten_header(&serde_json::to_value(&self.header).expect("a header serialises")).expect("the header's own TOML parses");
+        let seal = Seal { sha256: seal_hash(&self.header, &entries_sha256, &sealed), entries_sha256, header: sealed };
+        let file = LutFile { header: self.header.clone(), entries, seal };
         serde_json::to_string(&file).expect("a LUT serialises")
     }
 
@@ -258,20 +365,52 @@ impl Lut {
         write_atomic(path, self.to_json().as_bytes()).map_err(|e| err(format!("cannot write {}: {e}", path.display())))
     }
 
-    /// Read a LUT, checking its format and checksum.
+    /// Read a LUT, checking its format and its seal: the header, key by key, against the values
+    /// sealed when it was written (an edit is named with both values), the embedded hardware TOML
+    /// and space against their hashes, the entries against theirs, and the whole file.
     pub fn load(path: &Path) -> Result<Lut, LutError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("{origin}: cannot read LUT: {e}")))?;
-        let file: LutFile = serde_json::from_str(&text)
-            .map_err(|e| err(format!("{origin}: not a complete LUT file (truncated or corrupted: {e})")))?;
-        if file.header.format != FORMAT {
-            return Err(err(format!("{origin}: format '{}', expected '{FORMAT}'", file.header.format)));
+        let text = std::fs::read_to_string(path).map_err(|e| LutError::Read { path: origin.clone(), reason: e.to_string() })?;
+        let incomplete = |e: serde_json::Error| LutError::Incomplete { path: origin.clone(), reason: e.to_string() };
+        let other_format = || {
+            let found = serde_json::from_str::<FormatProbe>(&text).ok()?.header.format;
+            (found != FORMAT).then(|| LutError::Format { path: origin.clone(), found, expected: FORMAT })
+        };
+        let raw: serde_json::Value = serde_json::from_str(&text).map_err(incomplete)?;
+        let file: LutFile = match serde_json::from_value(raw.clone()) {
+            Ok(f) => f,
+            Err(e) => return Err(other_format().unwrap_or_else(|| incomplete(e))),
+        };
+        // The header as written in the file (unknown keys included), key by key.
+        let found = flatten_header(&raw["header"]).map_err(|e| LutError::HeaderEdited {
+            path: origin.clone(),
+            key: "hw_toml".into(),
+            sealed: "a TOML document".into(),
+            found: format!("text that is not TOML ({e})"),
+        })?;
+        let keys: BTreeSet<&String> = found.keys().chain(file.seal.header.keys()).collect();
+        let show = |v: Option<&serde_json::Value>| v.map_or_else(|| "(none)".to_string(), |v| v.to_string());
+        for k in keys {
+            let (sealed, now) = (file.seal.header.get(k), found.get(k));
+            if sealed != now {
+                return Err(LutError::HeaderEdited { path: origin, key: k.clone(), sealed: show(sealed), found: show(now) });
+            }
         }
-        if checksum(&file.entries) != file.checksum {
-            return Err(err(format!("{origin}: checksum mismatch: the entries were changed or corrupted")));
+        if file.header.format != FORMAT {
+            return Err(LutError::Format { path: origin, found: file.header.format, expected: FORMAT });
+        }
+        let actual = hex(&Sha256::digest(file.header.hw_toml.as_bytes()));
+        if actual != file.header.hw_hash {
+            return Err(LutError::HwTomlEdited { path: origin, recorded: file.header.hw_hash.chars().take(16).collect(), actual: actual[..16].to_string() });
         }
         if file.header.space.hash() != file.header.space_hash {
-            return Err(err(format!("{origin}: the embedded space does not match its hash (corrupted)")));
+            return Err(LutError::SpaceEdited { path: origin });
+        }
+        if checksum(&file.entries) != file.seal.entries_sha256 {
+            return Err(LutError::EntriesEdited { path: origin });
+        }
+        if seal_hash(&file.header, &file.seal.entries_sha256, &file.seal.header) != file.seal.sha256 {
+            return Err(LutError::SealMismatch { path: origin });
         }
         let entries = file.entries.into_iter().map(|e| (e.key, e)).collect();
         Ok(Lut { header: file.header, entries })
@@ -433,13 +572,13 @@ pub fn build_lut(spec: &BuildSpec, out: &Path, progress: &(dyn Fn(usize, usize) 
     Ok((lut, BuildSummary { entries: total, resumed, simulated: todo.len() }))
 }
 
-/// The LUT as CSV: `kind,in_channels,out_channels,in_size,kernel,stride,pad,groups,w_bits,a_bits,out_bits,cycles,latency_ms,energy_mj`.
+/// The LUT as CSV: `kind,in_channels,out_channels,in_size,kernel,stride,pad,groups,w_bits,a_bits,out_bits,im2col,cycles,latency_ms,energy_mj`.
 pub fn export_csv(lut: &Lut) -> String {
-    let mut s = String::from("kind,in_channels,out_channels,in_size,kernel,stride,pad,groups,w_bits,a_bits,out_bits,cycles,latency_ms,energy_mj\n");
+    let mut s = String::from("kind,in_channels,out_channels,in_size,kernel,stride,pad,groups,w_bits,a_bits,out_bits,im2col,cycles,latency_ms,energy_mj\n");
     for e in lut.entries.values() {
         let k = &e.key;
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             k.kind.as_str(),
             k.in_channels,
             k.out_channels,
@@ -451,6 +590,7 @@ pub fn export_csv(lut: &Lut) -> String {
             k.w_bits,
             k.a_bits,
             k.out_bits,
+            k.im2col,
             e.cycles,
             e.latency_ms,
             e.energy_mj.map(|x| x.to_string()).unwrap_or_default()
@@ -463,10 +603,42 @@ pub fn export_csv(lut: &Lut) -> String {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Check {
     pub arch: String,
+    pub lut_cycles: u64,
+    pub sim_cycles: u64,
     pub lut_latency_ms: f64,
     pub sim_latency_ms: f64,
     pub lut_energy_mj: Option<f64>,
     pub sim_energy_mj: Option<f64>,
+    /// The layers whose LUT entry differs from the same layer simulated in the network.
+    pub layers: Vec<LayerCheck>,
+}
+
+/// One layer whose LUT entry differs from its simulation as part of a network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerCheck {
+    /// The layer's name in the network (`stem`, `s0b1_expand`, ...).
+    pub layer: String,
+    pub key: LayerKey,
+    pub lut_cycles: u64,
+    pub sim_cycles: u64,
+    pub lut_energy_mj: Option<f64>,
+    pub sim_energy_mj: Option<f64>,
+}
+
+/// `a - b` when both exist.
+fn minus(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? - b?)
+}
+
+impl LayerCheck {
+    /// LUT minus simulated, in cycles.
+    pub fn cycles_diff(&self) -> i64 {
+        self.lut_cycles as i64 - self.sim_cycles as i64
+    }
+    /// LUT minus simulated, in mJ.
+    pub fn energy_diff_mj(&self) -> Option<f64> {
+        minus(self.lut_energy_mj, self.sim_energy_mj)
+    }
 }
 
 impl Check {
@@ -476,9 +648,34 @@ impl Check {
     pub fn energy_error(&self) -> Option<f64> {
         Some((self.lut_energy_mj? - self.sim_energy_mj?).abs() / self.sim_energy_mj?)
     }
+    /// LUT minus simulated, in cycles.
+    pub fn cycles_diff(&self) -> i64 {
+        self.lut_cycles as i64 - self.sim_cycles as i64
+    }
+    /// LUT minus simulated, in mJ.
+    pub fn energy_diff_mj(&self) -> Option<f64> {
+        minus(self.lut_energy_mj, self.sim_energy_mj)
+    }
+    /// Whether the LUT's sum equals the simulation: cycles exactly, energy to `tol` relative
+    /// (summation order), every layer's entry its simulation.
+    pub fn exact(&self, tol: f64) -> bool {
+        self.cycles_diff() == 0 && self.latency_error() <= tol && self.energy_error().is_none_or(|e| e <= tol) && self.layers.is_empty()
+    }
 }
 
-/// Simulate `samples` seeded random architectures whole and compare with their LUT cost.
+/// Relative difference of two energies (0 when both are missing, 1 when one is).
+fn energy_rel(a: Option<f64>, b: Option<f64>) -> f64 {
+    match (a, b) {
+        (Some(a), Some(b)) if a == b => 0.0,
+        (Some(a), Some(b)) => (a - b).abs() / b.abs().max(f64::MIN_POSITIVE),
+        (None, None) => 0.0,
+        _ => 1.0,
+    }
+}
+
+/// Simulate `samples` seeded random architectures whole and compare with their LUT cost, in
+/// total and layer by layer (an entry differing from its layer simulated in the network by more
+/// than 1e-12 relative in energy, or by any cycle, is listed).
 pub fn check(lut: &Lut, samples: usize, seed: u64) -> Result<Vec<Check>, LutError> {
     let space = &lut.header.space;
     let hw = lut.hw()?;
@@ -490,14 +687,31 @@ pub fn check(lut: &Lut, samples: usize, seed: u64) -> Result<Vec<Check>, LutErro
     archs
         .iter()
         .map(|a| {
-            let (_, lat, en) = lut.cost(a)?;
+            let (entries, lat, en) = lut.cost(a)?;
             let r = simulate_layers(model.as_ref(), &a.layers(space, lut.header.batch)).map_err(|e| err(e.to_string()))?;
+            let mj = |s: &bitfusion_simulator::LayerStats| s.energy.map(|e| e.total().to_mj());
+            let layers = entries
+                .iter()
+                .zip(&r.layers)
+                .filter(|(e, s)| e.cycles != s.cycles.0 || energy_rel(e.energy_mj, mj(s)) > 1e-12)
+                .map(|(e, s)| LayerCheck {
+                    layer: s.name.clone(),
+                    key: e.key,
+                    lut_cycles: e.cycles,
+                    sim_cycles: s.cycles.0,
+                    lut_energy_mj: e.energy_mj,
+                    sim_energy_mj: mj(s),
+                })
+                .collect();
             Ok(Check {
                 arch: a.to_text(),
+                lut_cycles: entries.iter().map(|e| e.cycles).sum(),
+                sim_cycles: r.total.cycles.0,
                 lut_latency_ms: lat,
                 sim_latency_ms: r.total.latency_ms,
                 lut_energy_mj: en,
-                sim_energy_mj: r.total.energy.map(|e| e.total().to_mj()),
+                sim_energy_mj: mj(&r.total),
+                layers,
             })
         })
         .collect()

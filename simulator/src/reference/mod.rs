@@ -19,8 +19,9 @@
 //! Grouped and depthwise convolutions, which the original costs as dense
 //! (groups ignored), are mapped as `[models] reference_grouped` says.
 //! Non-square inputs are rejected. When the SRAM table has no figure for a
-//! bank, cycles and counters are still exact and energy is left empty; ties
-//! are then broken by the core and DRAM energy alone.
+//! bank, cycles and counters are still exact and energy is left empty; the
+//! search then weighs that buffer's accesses as NaN, like the original, so
+//! no energy breaks a cycle tie and the first mapping found is kept.
 
 pub mod search;
 
@@ -43,13 +44,13 @@ impl ReferenceModel {
     pub fn new(hw: &HwConfig) -> Self {
         let chip = ChipFigures::new(hw);
         let pj = 1e-3; // the original weighs energies in nJ
-        let (read, write) = match chip.buffers() {
-            Some([w, i, o]) => (
-                [w.read_pj_per_bit * pj, i.read_pj_per_bit * pj, o.read_pj_per_bit * pj],
-                [w.write_pj_per_bit * pj, i.write_pj_per_bit * pj, o.write_pj_per_bit * pj],
-            ),
-            None => ([0.0; 3], [0.0; 3]),
+        // A buffer CACTI cannot model has NaN figures in the original: every energy is NaN and the
+        // first mapping with the fewest cycles wins (search::search).
+        let per_bit = |b: &Result<crate::energy::BufferFigures, _>| {
+            b.as_ref().map_or((f64::NAN, f64::NAN), |f| (f.read_pj_per_bit * pj, f.write_pj_per_bit * pj))
         };
+        let [(wr, ww), (ir, iw), (or, ow)] = [per_bit(&chip.wbuf), per_bit(&chip.ibuf), per_bit(&chip.obuf)];
+        let (read, write) = ([wr, ir, or], [ww, iw, ow]);
         let tie_break = TieBreakEnergy {
             core_per_cycle: chip.core_pj_per_cycle * pj,
             read_per_bit: read,
