@@ -7,7 +7,7 @@ mod common;
 use common::scratch;
 
 use bitfusion_search::arch::{Arch, Block};
-use bitfusion_search::evolution::{self, Budget, Candidate, EvoConfig, Evaluator, FnPredictor, Freedom, cheapest, largest, non_dominated};
+use bitfusion_search::evolution::{self, Budget, Candidate, EvoConfig, Evaluator, FnPredictor, Freedom, SearchError, cheapest, largest, non_dominated};
 use bitfusion_search::lut::{BuildSpec, Lut, build_lut};
 use bitfusion_search::space::Space;
 use bitfusion_simulator::config::{CostModelName, load_hw};
@@ -122,11 +122,13 @@ fn an_infeasible_budget_is_reported_at_once_with_the_cheapest_value() {
     let (min, _) = cheapest(&space, &lut, &f, &|e| e.latency_ms).unwrap();
     let start = std::time::Instant::now();
     let mut ev = Evaluator::new(&space, &lut, &p);
-    let e = evolution::evolve(&mut ev, &f, &Budget { latency_ms: Some(min * 0.9), energy_mj: None }, &EvoConfig::default()).unwrap_err().0;
+    let err = evolution::evolve(&mut ev, &f, &Budget { latency_ms: Some(min * 0.9), energy_mj: None }, &EvoConfig::default()).unwrap_err();
     assert!(start.elapsed().as_secs_f64() < 1.0);
+    assert!(matches!(err, SearchError::Infeasible { metric: "latency", cheapest, .. } if cheapest == min), "{err:?}");
+    let e = err.to_string();
     assert!(e.contains("infeasible") && e.contains(&format!("{min:.6}")), "{e}");
     let (emin, _) = cheapest(&space, &lut, &f, &|e| e.energy_mj.unwrap()).unwrap();
-    let e = evolution::pareto(&mut ev, &f, &Budget { latency_ms: None, energy_mj: Some(emin / 2.0) }, &EvoConfig::default()).unwrap_err().0;
+    let e = evolution::pareto(&mut ev, &f, &Budget { latency_ms: None, energy_mj: Some(emin / 2.0) }, &EvoConfig::default()).unwrap_err().to_string();
     assert!(e.contains("energy budget"), "{e}");
     // Exactly the cheapest value is feasible.
     let out = evolution::evolve(&mut ev, &f, &Budget { latency_ms: Some(min), energy_mj: None }, &config(1)).unwrap();

@@ -194,11 +194,8 @@ struct Front<'a> {
 
 /// The points of `pts` not dominated in both coordinates, sorted by x.
 pub fn front_2d(pts: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    let mut f: Vec<(f64, f64)> = pts
-        .iter()
-        .copied()
-        .filter(|p| !pts.iter().any(|q| q.0 <= p.0 && q.1 <= p.1 && (q.0 < p.0 || q.1 < p.1)))
-        .collect();
+    let objs: Vec<[f64; 2]> = pts.iter().map(|p| [p.0, p.1]).collect();
+    let mut f: Vec<(f64, f64)> = bitfusion_util::non_dominated(&objs).into_iter().map(|i| pts[i]).collect();
     f.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     f.dedup();
     f

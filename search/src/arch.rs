@@ -16,7 +16,7 @@
 
 use crate::space::{Slot, Space};
 use bitfusion_simulator::Layer;
-use bitfusion_simulator::units::splitmix;
+use bitfusion_util::splitmix;
 use serde::{Deserialize, Serialize};
 
 /// One active block.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::arch::{Arch, Block, block_layers};
 use crate::lut::{LayerKey, Lut};
 use crate::space::Space;
-use bitfusion_simulator::units::splitmix;
+use bitfusion_util::Rng;
 
 /// Predicted accuracy (0..1) of architectures, bits included. Must be a pure function.
 pub trait Predictor: Sync {
@@ -31,10 +31,34 @@ impl<P: Predictor + ?Sized> Predictor for &P {
     }
 }
 
-/// A search error phrased for the user on one line.
+/// A search error phrased for the user on one line, by kind: an infeasible budget (or a search
+/// that found nothing feasible) is an outcome a caller reports beside the other methods'
+/// results, the others are failures it must not hide.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct SearchError(pub String);
+pub enum SearchError {
+    /// The budget is below the cheapest architecture the search's freedom allows.
+    #[error("infeasible: the {metric} budget {} {unit} is below the cheapest architecture allowed ({cheapest:.6} {unit})", bitfusion_util::Sig(*.budget))]
+    Infeasible { metric: &'static str, unit: &'static str, budget: f64, cheapest: f64 },
+    /// Random search drew no architecture within the budget.
+    #[error("random search found no feasible architecture")]
+    NoneFeasible,
+    /// A layer of an architecture has no LUT entry (the LUT is of another space).
+    #[error("layer {0} is not in the LUT")]
+    MissingLayer(String),
+    /// The LUT could not cost an architecture.
+    #[error("{0}")]
+    Lut(String),
+    /// No method of that name.
+    #[error("unknown method '{method}' (methods: {known})")]
+    UnknownMethod { method: String, known: String },
+}
+
+impl SearchError {
+    /// Whether the error is an outcome of the budget (reported as a row), not a failure.
+    pub fn is_infeasible(&self) -> bool {
+        matches!(self, SearchError::Infeasible { .. } | SearchError::NoneFeasible)
+    }
+}
 
 /// Latency and/or energy limits (None = unconstrained).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -149,21 +173,6 @@ fn uniform(space: &Space, depths: impl Fn(&Space) -> Vec<usize>, kernel: u32, mi
     Arch { space: space.name.clone(), stages }
 }
 
-/// Seeded random numbers (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        (splitmix(&mut self.0) % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        (splitmix(&mut self.0) >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
-    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len())]
-    }
-}
-
 /// The search's view of the space: costs from the LUT, predictions cached by architecture.
 pub struct Evaluator<'a> {
     pub space: &'a Space,
@@ -181,7 +190,7 @@ impl<'a> Evaluator<'a> {
 
     /// Latency (ms) and energy (mJ; 0 when the LUT has none) of `arch`.
     pub fn cost(&self, arch: &Arch) -> Result<(f64, f64), SearchError> {
-        let (_, lat, en) = self.lut.cost(arch).map_err(|e| SearchError(e.to_string()))?;
+        let (_, lat, en) = self.lut.cost(arch).map_err(|e| SearchError::Lut(e.to_string()))?;
         Ok((lat, en.unwrap_or(0.0)))
     }
 
@@ -317,7 +326,7 @@ pub fn cheapest(space: &Space, lut: &Lut, f: &Freedom, metric: &dyn Fn(&crate::l
     let batch = lut.header.batch;
     let cost = |l: &bitfusion_simulator::Layer, out_bits: u32| -> Result<f64, SearchError> {
         let k = LayerKey::of(l, out_bits);
-        lut.entries.get(&k).map(metric).ok_or_else(|| SearchError(format!("layer {} is not in the LUT", k.apq_key())))
+        lut.entries.get(&k).map(metric).ok_or_else(|| SearchError::MissingLayer(k.apq_key()))
     };
     let slots = space.slots();
     // Candidate blocks per slot under the freedom.
@@ -419,13 +428,13 @@ pub fn check_feasible(space: &Space, lut: &Lut, f: &Freedom, b: &Budget) -> Resu
     if let Some(x) = b.latency_ms {
         let (min, _) = cheapest(space, lut, f, &|e| e.latency_ms)?;
         if min > x {
-            return Err(SearchError(format!("infeasible: the latency budget {x} ms is below the cheapest architecture allowed ({min:.6} ms)")));
+            return Err(SearchError::Infeasible { metric: "latency", unit: "ms", budget: x, cheapest: min });
         }
     }
     if let Some(x) = b.energy_mj {
         let (min, _) = cheapest(space, lut, f, &|e| e.energy_mj.unwrap_or(0.0))?;
         if min > x {
-            return Err(SearchError(format!("infeasible: the energy budget {x} mJ is below the cheapest architecture allowed ({min:.6} mJ)")));
+            return Err(SearchError::Infeasible { metric: "energy", unit: "mJ", budget: x, cheapest: min });
         }
     }
     Ok(())
@@ -611,19 +620,24 @@ pub fn random_search(ev: &mut Evaluator, f: &Freedom, b: &Budget, queries: usize
     let archs: Vec<Arch> = (0..queries.max(1)).map(|_| feasible(ev, f, b, &anchor, 0.1, &mut rng, &|r| random_arch(space, f, r))).collect::<Result<_, _>>()?;
     let scored = ev.evaluate(&archs)?;
     let top = best_distinct(scored.into_iter().filter(|c| ev_fits(c, b)), top_k);
-    let best = top.first().cloned().ok_or_else(|| SearchError("random search found no feasible architecture".into()))?;
+    let best = top.first().cloned().ok_or(SearchError::NoneFeasible)?;
     Ok(Outcome { best, top, history: Vec::new(), queries: ev.queries, seconds: start.elapsed().as_secs_f64() })
 }
 
 /// Does `a` dominate `b` (accuracy up, latency and energy down; better in one)?
 pub fn dominates(a: &Candidate, b: &Candidate) -> bool {
-    let ge = a.accuracy >= b.accuracy && a.latency_ms <= b.latency_ms && a.energy_mj <= b.energy_mj;
-    ge && (a.accuracy > b.accuracy || a.latency_ms < b.latency_ms || a.energy_mj < b.energy_mj)
+    bitfusion_util::pareto::dominates(&objectives(a), &objectives(b))
+}
+
+/// A candidate's objectives, all minimised: (-accuracy, latency, energy).
+fn objectives(c: &Candidate) -> [f64; 3] {
+    [-c.accuracy, c.latency_ms, c.energy_mj]
 }
 
 /// The non-dominated candidates (one per distinct objective triple), by latency.
 pub fn non_dominated(c: &[Candidate]) -> Vec<Candidate> {
-    let mut out: Vec<Candidate> = c.iter().filter(|x| !c.iter().any(|y| dominates(y, x))).cloned().collect();
+    let objs: Vec<[f64; 3]> = c.iter().map(objectives).collect();
+    let mut out: Vec<Candidate> = bitfusion_util::non_dominated(&objs).into_iter().map(|i| c[i].clone()).collect();
     out.sort_by(|x, y| x.latency_ms.total_cmp(&y.latency_ms).then_with(|| y.accuracy.total_cmp(&x.accuracy)).then_with(|| x.arch.to_text().cmp(&y.arch.to_text())));
     out.dedup_by(|x, y| x.accuracy == y.accuracy && x.latency_ms == y.latency_ms && x.energy_mj == y.energy_mj);
     out

@@ -27,10 +27,12 @@ pub struct MethodResult {
     pub note: String,
 }
 
-fn result(method: &str, out: Result<Outcome, SearchError>) -> MethodResult {
+/// A method's outcome: an infeasible budget is a row with its reason; any other error fails.
+fn result(method: &str, out: Result<Outcome, SearchError>) -> Result<MethodResult, SearchError> {
     match out {
-        Ok(o) => MethodResult { method: method.into(), best: Some(o.best), top: o.top, queries: o.queries, seconds: o.seconds, note: String::new() },
-        Err(e) => MethodResult { method: method.into(), best: None, top: Vec::new(), queries: 0, seconds: 0.0, note: e.0 },
+        Ok(o) => Ok(MethodResult { method: method.into(), best: Some(o.best), top: o.top, queries: o.queries, seconds: o.seconds, note: String::new() }),
+        Err(e) if e.is_infeasible() => Ok(MethodResult { method: method.into(), best: None, top: Vec::new(), queries: 0, seconds: 0.0, note: e.to_string() }),
+        Err(e) => Err(e),
     }
 }
 
@@ -43,27 +45,22 @@ fn max_bits(space: &Space) -> u32 {
 /// default count).
 pub fn run(method: &str, space: &Space, lut: &Lut, predictor: &dyn Predictor, budget: &Budget, cfg: &EvoConfig, joint_queries: usize) -> Result<MethodResult, SearchError> {
     let top = max_bits(space);
-    let fixed = |arch: crate::arch::Arch| -> MethodResult {
+    let fixed = |arch: crate::arch::Arch| -> Result<MethodResult, SearchError> {
         let start = std::time::Instant::now();
         let mut ev = Evaluator::new(space, lut, predictor);
-        let c = ev.evaluate(&[arch]).map(|mut v| v.remove(0));
-        match c {
-            Ok(c) => {
-                let fits = budget.latency_ms.is_none_or(|x| c.latency_ms <= x) && budget.energy_mj.is_none_or(|x| c.energy_mj <= x);
-                MethodResult {
-                    method: method.into(),
-                    note: if fits { String::new() } else { format!("over budget ({:.4} ms, {:.4} mJ)", c.latency_ms, c.energy_mj) },
-                    top: if fits { vec![c.clone()] } else { Vec::new() },
-                    best: fits.then_some(c),
-                    queries: 1,
-                    seconds: start.elapsed().as_secs_f64(),
-                }
-            }
-            Err(e) => MethodResult { method: method.into(), best: None, top: Vec::new(), queries: 0, seconds: 0.0, note: e.0 },
-        }
+        let c = ev.evaluate(&[arch])?.remove(0);
+        let fits = budget.latency_ms.is_none_or(|x| c.latency_ms <= x) && budget.energy_mj.is_none_or(|x| c.energy_mj <= x);
+        Ok(MethodResult {
+            method: method.into(),
+            note: if fits { String::new() } else { format!("over budget ({:.4} ms, {:.4} mJ)", c.latency_ms, c.energy_mj) },
+            top: if fits { vec![c.clone()] } else { Vec::new() },
+            best: fits.then_some(c),
+            queries: 1,
+            seconds: start.elapsed().as_secs_f64(),
+        })
     };
     let with_bits = |b: u32| if space.bits.contains(&b) { b } else { top };
-    Ok(match method {
+    match method {
         "joint" => result(method, evolution::evolve(&mut Evaluator::new(space, lut, predictor), &Freedom::joint(space), budget, cfg)),
         "quant-only" => {
             let f = Freedom { arch: false, width: false, bits: true, base: largest(space, top) };
@@ -87,16 +84,17 @@ pub fn run(method: &str, space: &Space, lut: &Lut, predictor: &dyn Predictor, bu
                         base = o.best.arch.clone();
                         last = Some(o);
                     }
-                    Err(e) => {
-                        return Ok(MethodResult { method: method.into(), best: None, top: Vec::new(), queries: ev.queries, seconds: start.elapsed().as_secs_f64(), note: e.0 });
+                    Err(e) if e.is_infeasible() => {
+                        return Ok(MethodResult { method: method.into(), best: None, top: Vec::new(), queries: ev.queries, seconds: start.elapsed().as_secs_f64(), note: e.to_string() });
                     }
+                    Err(e) => return Err(e),
                 }
             }
             let (best, top) = match last {
                 Some(o) => (Some(o.best), o.top),
                 None => (None, Vec::new()),
             };
-            MethodResult { method: method.into(), best, top, queries: ev.queries, seconds: start.elapsed().as_secs_f64(), note: String::new() }
+            Ok(MethodResult { method: method.into(), best, top, queries: ev.queries, seconds: start.elapsed().as_secs_f64(), note: String::new() })
         }
         "random" => {
             let n = if joint_queries > 0 { joint_queries } else { cfg.population + cfg.generations * (cfg.mutations + cfg.crossovers) };
@@ -106,6 +104,6 @@ pub fn run(method: &str, space: &Space, lut: &Lut, predictor: &dyn Predictor, bu
         "fixed4-largest" => fixed(largest(space, with_bits(4))),
         "fixed8-mid" => fixed(middle(space, with_bits(8))),
         "fixed4-mid" => fixed(middle(space, with_bits(4))),
-        other => return Err(SearchError(format!("unknown method '{other}' (methods: {})", METHODS.join(", ")))),
-    })
+        other => Err(SearchError::UnknownMethod { method: other.into(), known: METHODS.join(", ") }),
+    }
 }
