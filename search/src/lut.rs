@@ -19,8 +19,7 @@
 use crate::arch::Arch;
 use crate::space::{Space, hex};
 use bitfusion_simulator::config::{CostModelName, HwConfig};
-use bitfusion_simulator::mapping::Objective;
-use bitfusion_simulator::model::{CostModel, build, simulate_layers};
+use bitfusion_simulator::model::{CostModel, Objective, build, simulate_layers};
 use bitfusion_simulator::report::write_atomic;
 use bitfusion_simulator::{Layer, LayerKind};
 use rayon::prelude::*;

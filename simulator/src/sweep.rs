@@ -34,7 +34,7 @@
 use crate::config::{CostModelName, ConfigError, HwConfig, load_hw, set_dotted};
 use crate::energy::ChipFigures;
 use crate::layer::Layer;
-use crate::mapping::Objective;
+use crate::model::Objective;
 use crate::model::{CostModel, build, simulate_layers};
 use crate::networks::network;
 use crate::report::write_atomic;

@@ -22,12 +22,12 @@
 //! bank, cycles and counters are still exact and energy is left empty; ties
 //! are then broken by the core and DRAM energy alone.
 
-pub mod search;
+mod search;
 
 use crate::config::{GroupedMapping, HwConfig};
 use crate::energy::ChipFigures;
 use crate::layer::{Layer, LayerKind};
-use crate::model::{CostModel, SimError};
+use crate::cost::{CostModel, SimError};
 use crate::stats::{Counters, LayerStats};
 use crate::units::{Bits, Cycles, NanoJoules};
 use search::{Problem, TieBreakEnergy};

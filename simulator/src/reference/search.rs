@@ -255,6 +255,7 @@ fn finish(p: &Problem, terms: &TileTerms, t: &Tiling, inner_to_outer: &[Loop]) -
 
 /// `get_stats_fast` for one tiling and one loop order (`order[0]` outermost);
 /// `None` when a tile does not fit in half of its buffer.
+#[cfg(test)] // Used by the tests only (the crate does not export it).
 pub fn tile_stats(p: &Problem, t: &Tiling, order: &[Loop; 5]) -> Option<RawStats> {
     let terms = tile_terms(p, t)?;
     let mut inner_to_outer = *order;
@@ -372,6 +373,7 @@ pub fn search(p: &Problem, energy: &TieBreakEnergy) -> Option<Best> {
 
 /// The search as the original runs it: every tiling under every one of the
 /// 120 orders, through [`tile_stats`]. Slow; the specification [`search`] is tested against.
+#[cfg(test)] // Used by the tests only (the crate does not export it).
 pub fn search_naive(p: &Problem, energy: &TieBreakEnergy) -> Option<Best> {
     let cand_oc = if p.im2col { candidates(p.oc, 1) } else { candidates(p.oc, p.m) };
     let mut best: Option<Best> = None;

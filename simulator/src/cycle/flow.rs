@@ -1,6 +1,6 @@
 //! The *flow bound*: a closed-form lower bound on a mapping's timeline, for the mapping search.
 //!
-//! In the timeline ([`crate::engine::timeline`]) tile j+1 starts no earlier than tile j's streaming
+//! In the timeline ([`super::timeline::timeline`]) tile j+1 starts no earlier than tile j's streaming
 //! ends (B_j cycles after tile j started) and no earlier than its own loads (L_{j+1} cycles) are
 //! done. Those loads go on the serial DMA no earlier than tile j's start, and, when tile j+1 starts
 //! a new output tile in the half tile j-1 filled, tile j-1's store (S_{j-1}) follows them before
@@ -24,12 +24,15 @@
 //! are counted apart from the interior ones: it catches most of the mappings the coarse one lets
 //! through, at a few times its cost, and the search applies it just before a timeline.
 //!
-//! Both bounds are at least [`crate::engine::edge_bound`], and at most the timeline's cycles (a
+//! Both bounds are at least [`super::bounds::edge_bound`], and at most the timeline's cycles (a
 //! property test checks both on every loop order of random tilings): the search gives up on a
 //! mapping, before its timeline, whenever one exceeds the best so far.
 
-use crate::engine::{Classes, DmaSums, Sel, TransferKind, clip, dim, fold_or, input_sum, input_transfer, last_store_cycles, last_tile, output_fold, output_transfer, ready_delay, weight_transfer};
-use crate::mapping::{self, BaseBound, Counts, Loop, Mapping, Problem};
+use super::bounds::BaseBound;
+use super::dma::{Classes, DmaSums, Sel, dim, fold_or, input_sum, output_fold};
+use super::problem::{self, Counts, Loop, Mapping, Problem};
+use super::schedule::{Memo, TransferKind, clip, input_transfer, last_store_cycles, last_tile, output_transfer, weight_transfer};
+use super::timeline::ready_delay;
 
 /// Indices of one loop that a class of tiles runs over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +139,7 @@ impl FlowSums {
             Term::Busy => {
                 let px = *self.pixels[ix(sp)].get_or_insert_with(|| pixels(p, m, c, sp));
                 let per = *self.per_pixel[ix(so) * 3 + ix(sr)].get_or_insert_with(|| {
-                    fold_or(p, m, c, [so, sr], |acc, g, oc, kh, ic, n| acc + n * mapping::pixel_cycles(p, g, oc, ic, kh))
+                    fold_or(p, m, c, [so, sr], |acc, g, oc, kh, ic, n| acc + n * problem::pixel_cycles(p, g, oc, ic, kh))
                 });
                 px * per
             }
@@ -181,8 +184,8 @@ impl FlowSums {
                 let g = last_tile(p, m, c);
                 let ocs = g.out_channels();
                 let colgroups = ocs.div_ceil(p.m);
-                let window = g.pixels() * mapping::window_cycles(p, mapping::reduction(p, g.g, g.ic, g.kh));
-                let t = g.pixels() * mapping::pixel_cycles(p, g.g, g.oc, g.ic, g.kh)
+                let window = g.pixels() * problem::window_cycles(p, problem::reduction(p, g.g, g.ic, g.kh));
+                let t = g.pixels() * problem::pixel_cycles(p, g.g, g.oc, g.ic, g.kh)
                     + ready_delay(p, colgroups, ocs - (colgroups - 1) * p.m, window)
                     + last_store_cycles(p, m, c);
                 self.tail = Some((p.out_bits, t));
@@ -359,12 +362,12 @@ fn fine(p: &Problem, m: &Mapping, c: &Counts, sums: &mut FlowSums) -> u64 {
         }
     }
     let grouped = p.groups > 1;
-    let mut memo_in = crate::engine::Memo::new();
-    let mut memo_w = crate::engine::Memo::new();
-    let mut memo_ps = crate::engine::Memo::new();
+    let mut memo_in = Memo::new();
+    let mut memo_w = Memo::new();
+    let mut memo_ps = Memo::new();
     let busy = |v: &[Place; 7]| {
         let e = |d: usize| extent[d][v[d] as usize];
-        e(B) * e(Y) * e(X) * mapping::pixel_cycles(p, e(GB), e(OI), e(CI), e(KI))
+        e(B) * e(Y) * e(X) * problem::pixel_cycles(p, e(GB), e(OI), e(CI), e(KI))
     };
     let mut weights = |v: &[Place; 7]| {
         let e = |d: usize| extent[d][v[d] as usize];
@@ -375,7 +378,7 @@ fn fine(p: &Problem, m: &Mapping, c: &Counts, sums: &mut FlowSums) -> u64 {
         let e = |d: usize| extent[d][v[d] as usize];
         let span = |o: &Axis, i: u64, t0: u64, taps: u64, extent: u64| {
             let (o0, len) = clip(o.total, o.size, i);
-            mapping::input_span(o0, len, t0, taps, p.stride, p.pad, extent).1
+            problem::input_span(o0, len, t0, taps, p.stride, p.pad, extent).1
         };
         // A transfer's cycles grow with its span, except that a span of the whole extent may merge
         // into fewer, longer segments: the class's cheapest transfer is at its smallest span, or at

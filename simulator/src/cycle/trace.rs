@@ -5,7 +5,8 @@
 //! and a `DMA` lane with one slice per transfer. Times are microseconds at
 //! the config's clock.
 
-use crate::engine::{Timeline, TileStep};
+use super::schedule::TileStep;
+use super::timeline::Timeline;
 use serde_json::{Value, json};
 
 /// Trace events of one layer whose timeline starts at `offset_cycles`.
