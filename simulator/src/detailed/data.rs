@@ -1,8 +1,9 @@
-//! The operands a detailed run computes on: seeded random or given as JSON, and the direct
-//! convolution its output is checked against.
+//! The operands a detailed run computes on (seeded random or given as JSON), the direct
+//! convolution its output is checked against, and what the run measured ([`DetailedRun`]).
 
 use crate::brick::operand_range;
-use crate::cycle::Problem;
+use crate::cycle::{Mapping, Problem, RunTotals};
+use crate::stats::LayerStats;
 use crate::units::splitmix;
 
 /// Seeded operands of a layer: inputs [batch][in_h][in_w][in_c], weights [out_c][k][k][cig].
@@ -87,5 +88,30 @@ impl LayerData {
             inputs: check("inputs", &doc.inputs, p.batch * p.in_h * p.in_w * p.in_c, p.a_bits)?,
             weights: check("weights", &doc.weights, p.out_c * p.k * p.k * p.cig, p.w_bits)?,
         })
+    }
+}
+
+/// What the detailed run measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DetailedRun {
+    pub mapping: Mapping,
+    /// Cycles, stalls and accesses, as the fast engine's [`RunTotals`] counts them.
+    pub totals: RunTotals,
+    /// DRAM bus beats that carried the run's traffic.
+    pub beats: u64,
+    /// Fusion-unit cycles stepped.
+    pub unit_cycles: u64,
+    /// The layer's output [batch][out_h][out_w][out_c] (32-bit wrapped) and how many elements
+    /// differ from the direct convolution.
+    pub output: Vec<i64>,
+    pub mismatches: usize,
+    /// (start, end) of each tile's streaming.
+    pub compute: Vec<(u64, u64)>,
+}
+
+impl DetailedRun {
+    /// Does this run agree with the fast engine's statistics for the layer?
+    pub fn agrees_with(&self, fast: &LayerStats) -> bool {
+        self.totals.end == fast.cycles.0 && self.totals.compute_cycles == fast.compute_cycles.0
     }
 }

@@ -11,41 +11,23 @@
 //! compared with a direct convolution. The fast engine must agree exactly on
 //! cycles, stalls and every access count (a property test checks both).
 //!
-//! Its submodules form a one-way order (`tests/module_graph.rs` checks it): `data` (the operands
-//! and the direct convolution), `datapath` (operand tables and the fusion units' products),
+//! Its submodules form a one-way order (`tests/module_graph.rs` checks it): `data` (the operands,
+//! the direct convolution and what a run measured), `datapath` (operand tables and the fusion units' products),
 //! `stepper` (the run's state and its per-cycle steps); this file holds the entry points.
 
 mod data;
 mod datapath;
 mod stepper;
 
-pub use data::LayerData;
+pub use data::{DetailedRun, LayerData};
 
 use crate::cost::{CostModel, SimError};
-use crate::cycle::{CycleModel, Mapping, Problem, RunTotals, TileStep, schedule, timeline};
+use crate::cycle::{CycleModel, Mapping, Problem, TileStep, schedule, timeline};
 use crate::layer::Layer;
 use stepper::Stepper;
 
 /// Largest run accepted, in fusion-unit cycles (about ten seconds at the measured speed).
 pub const MAX_UNIT_CYCLES: u64 = 500_000_000;
-
-/// What the detailed run measured.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DetailedRun {
-    pub mapping: Mapping,
-    /// Cycles, stalls and accesses, as the fast engine's [`RunTotals`] counts them.
-    pub totals: RunTotals,
-    /// DRAM bus beats that carried the run's traffic.
-    pub beats: u64,
-    /// Fusion-unit cycles stepped.
-    pub unit_cycles: u64,
-    /// The layer's output [batch][out_h][out_w][out_c] (32-bit wrapped) and how many elements
-    /// differ from the direct convolution.
-    pub output: Vec<i64>,
-    pub mismatches: usize,
-    /// (start, end) of each tile's streaming.
-    pub compute: Vec<(u64, u64)>,
-}
 
 /// Run every layer in the detailed mode (in parallel), each on seeded random data (`seed` + layer
 /// index), each layer's outputs stored at the next layer's activation bits.
@@ -74,13 +56,6 @@ pub fn run_layers(model: &CycleModel, layers: &[Layer], seed: u64) -> Result<Vec
             run(model, l, Some(out_bits), seed.wrapping_add(i as u64))
         })
         .collect()
-}
-
-impl DetailedRun {
-    /// Does this run agree with the fast engine's statistics for the layer?
-    pub fn agrees_with(&self, fast: &crate::stats::LayerStats) -> bool {
-        self.totals.end == fast.cycles.0 && self.totals.compute_cycles == fast.compute_cycles.0
-    }
 }
 
 /// Run a layer in the detailed mode on seeded random data.

@@ -14,8 +14,7 @@
 //!
 //! The run ends ([`Stepper::finished`]) in the cycle the last store completes.
 
-use super::DetailedRun;
-use super::data::LayerData;
+use super::data::{DetailedRun, LayerData};
 use super::datapath::{Datapath, build_tables, handle, unpack};
 use crate::array::{CycleInputs, Stream, SystolicArray};
 use crate::cycle::{Mapping, Problem, RunTotals, TileStep, TransferKind, oc_start, release_cycle};
