@@ -15,13 +15,13 @@ use crate::memory::DramModel;
 /// streaming, the drain, the last store) and the DMA (every transfer's latency plus every tensor at
 /// its reload factor, without halos or burst rounding).
 #[cfg(test)] // Used by the tests only (the crate does not export it).
-pub fn lower_bound_cycles(p: &Problem, m: &Mapping) -> u64 {
+pub(super) fn lower_bound_cycles(p: &Problem, m: &Mapping) -> u64 {
     lower_bound_cycles_with(p, m, &BaseBound::of(p, m))
 }
 
 /// Distinct weight, input and output tiles of a tiling with `spatial` batch-and-pixel tiles (inputs
 /// of a grouped layer also differ per group block).
-pub fn distinct_tiles(p: &Problem, c: &Counts, spatial: u64) -> u64 {
+pub(super) fn distinct_tiles(p: &Problem, c: &Counts, spatial: u64) -> u64 {
     let input_tiles = spatial * c.r() * if p.groups > 1 { c.gb } else { 1 };
     c.o() * c.r() + input_tiles + spatial * c.o()
 }
@@ -29,14 +29,14 @@ pub fn distinct_tiles(p: &Problem, c: &Counts, spatial: u64) -> u64 {
 /// The DMA path's floor when each of `tiles` transfers pays the channel's latency and the weights,
 /// the touched inputs and the outputs each cross the bus once, at one beat per bus width: no loop
 /// order loads an operand less than once.
-pub fn dma_floor(p: &Problem, tiles: u64) -> u64 {
+pub(super) fn dma_floor(p: &Problem, tiles: u64) -> u64 {
     let bits = p.out_c * p.cig * p.k * p.k * p.w_bits + p.touched_input_bits + p.batch * p.out_h * p.out_w * p.out_c * p.out_bits;
     tiles * p.dram.latency() + bits.div_ceil(p.dram.beat_bits())
 }
 
 /// The order-independent part of a tiling's bound: computed once for all its loop orders.
 #[derive(Clone, Copy, Debug)]
-pub struct BaseBound {
+pub(super) struct BaseBound {
     pub counts: Counts,
     /// Streaming cycles of all tiles.
     pub busy: u64,
@@ -82,7 +82,7 @@ impl BaseBound {
 }
 
 /// [`lower_bound_cycles`] for one loop order, with the tiling's order-independent part given.
-pub fn lower_bound_cycles_with(p: &Problem, m: &Mapping, base: &BaseBound) -> u64 {
+pub(super) fn lower_bound_cycles_with(p: &Problem, m: &Mapping, base: &BaseBound) -> u64 {
     let c = base.counts;
     let bw = p.dram.beat_bits();
     let lat = p.dram.latency();
@@ -110,7 +110,7 @@ pub fn lower_bound_cycles_with(p: &Problem, m: &Mapping, base: &BaseBound) -> u6
 /// A lower bound on a mapping's cycles: the first tile's loads and the last tile's store, exactly,
 /// around all the streaming and the shortest drain.
 #[cfg(test)] // Used by the tests only (the crate does not export it).
-pub fn edge_bound(p: &Problem, m: &Mapping) -> u64 {
+pub(super) fn edge_bound(p: &Problem, m: &Mapping) -> u64 {
     let c = Counts::of(p, m);
     let mut sched = schedule(p, m);
     let Some(first) = sched.next() else { return 0 };

@@ -12,7 +12,7 @@ use super::schedule::{TransferKind, clip, input_transfer, output_transfer, weigh
 /// beats of every transfer, exactly as the schedule issues them): what a tiling costs the DMA before
 /// its loop order decides how often each operand is reloaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DmaSums {
+pub(super) struct DmaSums {
     pub weights: u64,
     pub inputs: u64,
     /// The final store of every output tile.
@@ -23,7 +23,7 @@ pub struct DmaSums {
 
 /// (extent, how many tiles) of a tiled dimension: at most two classes (full tiles and the edge).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Classes {
+pub(super) struct Classes {
     items: [(u64, u64); 2],
     len: usize,
 }
@@ -75,7 +75,7 @@ impl Histogram {
 /// Which tiles of each loop a class sum runs over: all of them, the first or the last (the flow
 /// bounds sum products of these, and others by inclusion-exclusion; the DMA sums run over all).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Sel {
+pub(super) enum Sel {
     All,
     First,
     Last,
@@ -91,7 +91,7 @@ fn indices(sel: Sel, count: u64) -> std::ops::Range<u64> {
 }
 
 /// (extent, tiles) classes of the selected tiles of one dimension.
-pub(crate) fn dim(total: u64, size: u64, count: u64, sel: Sel) -> Classes {
+pub(super) fn dim(total: u64, size: u64, count: u64, sel: Sel) -> Classes {
     match sel {
         Sel::All => extents(total, size, count),
         Sel::First => Classes::one(clip(total, size, 0).1),
@@ -112,7 +112,7 @@ fn spans(h: &mut Histogram, (out, size, count): (u64, u64, u64), sel: Sel, taps:
 
 /// Fold `f(acc, groups x output channels, kernel rows, input channels, tiles)` over the selected
 /// (O, R) tiles by edge class.
-pub(crate) fn fold_or(p: &Problem, m: &Mapping, c: &Counts, [so, sr]: [Sel; 2], f: impl Fn(u64, u64, u64, u64, u64, u64) -> u64) -> u64 {
+pub(super) fn fold_or(p: &Problem, m: &Mapping, c: &Counts, [so, sr]: [Sel; 2], f: impl Fn(u64, u64, u64, u64, u64, u64) -> u64) -> u64 {
     let mut acc = 0;
     for (g, gn) in dim(p.groups, m.groups_per_pass, c.gb, so).iter() {
         for (oc, on) in dim(p.cog, m.oc, c.oi, so).iter() {
@@ -127,7 +127,7 @@ pub(crate) fn fold_or(p: &Problem, m: &Mapping, c: &Counts, [so, sr]: [Sel; 2], 
 }
 
 /// Input transfer cycles over the selected (P, groups of O, R) tiles, for one output-channel tile.
-pub(crate) fn input_sum(p: &Problem, m: &Mapping, c: &Counts, [sp, so, sr]: [Sel; 3]) -> u64 {
+pub(super) fn input_sum(p: &Problem, m: &Mapping, c: &Counts, [sp, so, sr]: [Sel; 3]) -> u64 {
     let mut rows = Histogram::default();
     for ki in indices(sr, c.ki) {
         let (ky0, kh) = clip(p.k, m.kh, ki);
@@ -155,7 +155,7 @@ pub(crate) fn input_sum(p: &Problem, m: &Mapping, c: &Counts, [sp, so, sr]: [Sel
 }
 
 /// Fold over the output tiles of a selection `[P, O]`: `f(acc, transfer cycles, tiles)`.
-pub(crate) fn output_fold(p: &Problem, m: &Mapping, c: &Counts, [sp, so]: [Sel; 2], kind: TransferKind, init: u64, f: impl Fn(u64, u64, u64) -> u64) -> u64 {
+pub(super) fn output_fold(p: &Problem, m: &Mapping, c: &Counts, [sp, so]: [Sel; 2], kind: TransferKind, init: u64, f: impl Fn(u64, u64, u64) -> u64) -> u64 {
     let mut acc = init;
     for (b, bn) in dim(p.batch, m.b, c.b, sp).iter() {
         for (oh, yn) in dim(p.out_h, m.oh, c.y, sp).iter() {
@@ -174,7 +174,7 @@ pub(crate) fn output_fold(p: &Problem, m: &Mapping, c: &Counts, [sp, so]: [Sel; 
 
 /// [`DmaSums`] of a tiling: sums over the edge classes of its tiles (tiles at the borders read
 /// fewer halo rows and columns), not over its tiles.
-pub fn dma_sums(p: &Problem, m: &Mapping, c: &Counts) -> DmaSums {
+pub(super) fn dma_sums(p: &Problem, m: &Mapping, c: &Counts) -> DmaSums {
     let all = Sel::All;
     let weights = fold_or(p, m, c, [all, all], |acc, g, oc, kh, ic, n| acc + n * weight_transfer(p, (g * oc, kh, ic)).cycles);
     // A partial-sum store and its reload move the same tile at the same width.
@@ -183,7 +183,7 @@ pub fn dma_sums(p: &Problem, m: &Mapping, c: &Counts) -> DmaSums {
 }
 
 /// The final stores' part of [`DmaSums`] (the only part that depends on the output precision).
-pub fn final_store_sum(p: &Problem, m: &Mapping, c: &Counts) -> u64 {
+pub(super) fn final_store_sum(p: &Problem, m: &Mapping, c: &Counts) -> u64 {
     output_fold(p, m, c, [Sel::All; 2], TransferKind::Outputs, 0, |acc, cycles, n| acc + n * cycles)
 }
 
@@ -221,7 +221,7 @@ fn add_spans(h: &mut Histogram, (out, size, count): (u64, u64, u64), (t0, taps):
 /// last store, so no schedule of the mapping ends earlier (a bound too when `sums` are bounds). Exact where the reload counts are (every
 /// tiling, except a grouped layer with several output-channel tiles per group, whose inputs are
 /// then counted once per distinct tile, keeping this a lower bound).
-pub fn dma_cycles(p: &Problem, m: &Mapping, c: &Counts, sums: &DmaSums) -> u64 {
+pub(super) fn dma_cycles(p: &Problem, m: &Mapping, c: &Counts, sums: &DmaSums) -> u64 {
     let w_f = reload_factor(&m.order, c, &[Loop::O, Loop::R]);
     let a_f = if p.groups > 1 {
         if c.oi > 1 { 1 } else { reload_factor(&m.order, c, &[Loop::P, Loop::R, Loop::O]) }

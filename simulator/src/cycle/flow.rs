@@ -61,7 +61,7 @@ enum Term {
 /// Cached factors of one tiling's class sums (valid for every loop order and output precision of
 /// it). Each term factors into a sum over the loops it depends on times the tiles of the others.
 #[derive(Clone, Debug, Default)]
-pub struct FlowSums {
+pub(super) struct FlowSums {
     /// Output pixels of the selected P tiles.
     pixels: [Option<u64>; 3],
     /// Streaming cycles per pixel over the selected (O, R) tiles.

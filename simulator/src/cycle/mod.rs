@@ -35,7 +35,7 @@ mod model;
 pub use evaluate::Evaluation;
 pub use model::{CycleModel, trace_layers};
 pub use problem::{Loop, Mapping, Problem};
-pub use schedule::{Schedule, TileGeom, TileStep, Transfer, TransferKind, schedule};
+pub use schedule::{Loads, Schedule, TileGeom, TileStep, Transfer, TransferKind, schedule};
 pub use search::SharedSearch;
 pub use timeline::{RunTotals, Timeline, timeline};
 

@@ -44,7 +44,7 @@ pub enum Loop {
 }
 
 /// The 6 loop orders, outermost first.
-pub const ORDERS: [[Loop; 3]; 6] = [
+pub(super) const ORDERS: [[Loop; 3]; 6] = [
     [Loop::P, Loop::O, Loop::R],
     [Loop::O, Loop::P, Loop::R],
     [Loop::P, Loop::R, Loop::O],
@@ -88,7 +88,7 @@ pub struct Problem {
 }
 
 /// Partial sums and accumulator values are 32-bit.
-pub const PSUM_BITS: u64 = 32;
+pub(super) const PSUM_BITS: u64 = 32;
 
 impl Problem {
     /// The layer as the cycle model sees it on `hw`; `out_bits` defaults to the layer's activation bits.
@@ -194,7 +194,7 @@ impl Mapping {
 
 /// Tile counts along each tiled dimension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Counts {
+pub(super) struct Counts {
     pub b: u64,
     pub y: u64,
     pub x: u64,
@@ -235,24 +235,24 @@ impl Counts {
 }
 
 /// Reduction elements of one window: groups x input channels x kernel rows x kernel columns.
-pub fn reduction(p: &Problem, groups: u64, ic: u64, kh: u64) -> u64 {
+pub(super) fn reduction(p: &Problem, groups: u64, ic: u64, kh: u64) -> u64 {
     groups * ic * kh * p.k
 }
 
 /// Streaming cycles of one output pixel of a tile of `groups` groups of `oc` output channels, `ic`
 /// input channels and `kh` kernel rows: its column groups (windows) times the chunks of each.
-pub fn pixel_cycles(p: &Problem, groups: u64, oc: u64, ic: u64, kh: u64) -> u64 {
+pub(super) fn pixel_cycles(p: &Problem, groups: u64, oc: u64, ic: u64, kh: u64) -> u64 {
     (groups * oc).div_ceil(p.m) * window_cycles(p, reduction(p, groups, ic, kh))
 }
 
 /// Chunks (cycles) of one window.
-pub fn window_cycles(p: &Problem, red: u64) -> u64 {
+pub(super) fn window_cycles(p: &Problem, red: u64) -> u64 {
     red.div_ceil(p.n * p.lanes()) * p.steps()
 }
 
 /// Weight-buffer reads of one pixel (all column groups) in 32-bit words: for each active column, the
 /// row-chunks that overlap its group's reduction segment (block-diagonal zeros are skipped).
-pub fn weight_reads_per_pixel(p: &Problem, groups: u64, oc: u64, ic: u64, kh: u64) -> u64 {
+pub(super) fn weight_reads_per_pixel(p: &Problem, groups: u64, oc: u64, ic: u64, kh: u64) -> u64 {
     let seg = ic * kh * p.k;
     let lanes = p.lanes();
     // Sum over groups g of ceil((g+1) seg / lanes) - floor(g seg / lanes), as two floor sums.
@@ -262,7 +262,7 @@ pub fn weight_reads_per_pixel(p: &Problem, groups: u64, oc: u64, ic: u64, kh: u6
 
 /// Sum of floor((a i + b) / m) for i in 0..n, in O(log m) steps (the Euclid-like reduction of the
 /// AtCoder Library's `floor_sum`).
-pub fn floor_sum(mut n: u64, mut m: u64, mut a: u64, mut b: u64) -> u64 {
+pub(super) fn floor_sum(mut n: u64, mut m: u64, mut a: u64, mut b: u64) -> u64 {
     let mut sum = 0;
     if n == 0 {
         return 0;
@@ -288,7 +288,7 @@ pub fn floor_sum(mut n: u64, mut m: u64, mut a: u64, mut b: u64) -> u64 {
 
 /// Input rows (or columns) a tile reads: output positions [o0, o0 + len) with kernel taps [t0, t0 + taps),
 /// clipped to the input [0, extent): returns (first row, rows).
-pub fn input_span(o0: u64, len: u64, t0: u64, taps: u64, stride: u64, pad: u64, extent: u64) -> (u64, u64) {
+pub(super) fn input_span(o0: u64, len: u64, t0: u64, taps: u64, stride: u64, pad: u64, extent: u64) -> (u64, u64) {
     let lo = (o0 * stride + t0) as i64 - pad as i64;
     let hi = ((o0 + len - 1) * stride + t0 + taps - 1) as i64 - pad as i64; // inclusive
     let lo_c = lo.max(0);
@@ -306,14 +306,14 @@ fn touched(out: u64, k: u64, stride: u64, pad: u64, extent: u64) -> u64 {
 }
 
 /// Bits of the input tensor that the layer reads at all: every mapping loads at least these.
-pub fn input_bits_touched(p: &Problem) -> u64 {
+pub(super) fn input_bits_touched(p: &Problem) -> u64 {
     let rows = touched(p.out_h, p.k, p.stride, p.pad, p.in_h);
     let cols = touched(p.out_w, p.k, p.stride, p.pad, p.in_w);
     p.batch * rows * cols * p.in_c * p.a_bits
 }
 
 /// Buffer footprints of the largest tile, in bits: [wbuf, ibuf, obuf].
-pub fn footprints(p: &Problem, m: &Mapping) -> [u64; 3] {
+pub(super) fn footprints(p: &Problem, m: &Mapping) -> [u64; 3] {
     let rows = ((m.oh - 1) * p.stride + m.kh).min(p.in_h);
     let cols = ((m.ow - 1) * p.stride + p.k).min(p.in_w);
     let chans = m.groups_per_pass * m.ic;
@@ -323,13 +323,13 @@ pub fn footprints(p: &Problem, m: &Mapping) -> [u64; 3] {
     [w, i, o]
 }
 
-pub fn fits(p: &Problem, m: &Mapping) -> bool {
+pub(super) fn fits(p: &Problem, m: &Mapping) -> bool {
     let f = footprints(p, m);
     (0..3).all(|i| f[i] <= p.half_bits[i])
 }
 
 /// Position of a loop in an order (0 = outermost).
-pub fn position(order: &[Loop; 3], l: Loop) -> usize {
+pub(super) fn position(order: &[Loop; 3], l: Loop) -> usize {
     order.iter().position(|x| *x == l).unwrap_or(0)
 }
 
@@ -341,27 +341,27 @@ fn innermost_dep(order: &[Loop; 3], c: &Counts, deps: &[Loop]) -> Option<usize> 
 /// How many times an operand depending on `deps` is loaded relative to one pass over its tiles:
 /// the product of the trip counts of the loops it does not depend on that sit outside its innermost
 /// dependent loop.
-pub fn reload_factor(order: &[Loop; 3], c: &Counts, deps: &[Loop]) -> u64 {
+pub(super) fn reload_factor(order: &[Loop; 3], c: &Counts, deps: &[Loop]) -> u64 {
     let Some(inner) = innermost_dep(order, c, deps) else { return 1 };
     order[..inner].iter().filter(|l| !deps.contains(l)).map(|l| c.of_loop(*l)).product()
 }
 
 /// Does the reduction loop sit inside both output loops (partial sums stay on chip)?
 #[cfg(test)] // Used by the tests only (the crate does not export it).
-pub fn psums_stay(order: &[Loop; 3], c: &Counts) -> bool {
+pub(super) fn psums_stay(order: &[Loop; 3], c: &Counts) -> bool {
     let r = position(order, Loop::R);
     c.r() == 1 || (r > position(order, Loop::P) || c.p() == 1) && (r > position(order, Loop::O) || c.o() == 1)
 }
 
 /// How many times operands depending on `deps` are transferred: the product of the trip counts of
 /// every loop outside or at its innermost dependent loop.
-pub fn transfers(order: &[Loop; 3], c: &Counts, deps: &[Loop]) -> u64 {
+pub(super) fn transfers(order: &[Loop; 3], c: &Counts, deps: &[Loop]) -> u64 {
     let Some(inner) = innermost_dep(order, c, deps) else { return 1 };
     order[..=inner].iter().map(|l| c.of_loop(*l)).product()
 }
 
 /// Total streaming cycles of the array over all tiles: sum over tiles of windows x T.
-pub fn busy_total(p: &Problem, m: &Mapping, c: &Counts) -> u64 {
+pub(super) fn busy_total(p: &Problem, m: &Mapping, c: &Counts) -> u64 {
     let pixels = p.batch * p.out_h * p.out_w;
     let mut total = 0;
     for (gn, g) in edge_classes(p.groups, m.groups_per_pass, c.gb) {
@@ -377,7 +377,7 @@ pub fn busy_total(p: &Problem, m: &Mapping, c: &Counts) -> u64 {
 }
 
 /// The tile sizes of a dimension of extent x cut into `count` tiles of `size`: (how many, size).
-pub fn edge_classes(x: u64, size: u64, count: u64) -> impl Iterator<Item = (u64, u64)> {
+pub(super) fn edge_classes(x: u64, size: u64, count: u64) -> impl Iterator<Item = (u64, u64)> {
     let last = x - size * (count - 1);
     let classes = if last == size { [(count, size), (0, 0)] } else { [(count - 1, size), (1, last)] };
     classes.into_iter().filter(|(n, _)| *n > 0)

@@ -208,7 +208,7 @@ impl Idx {
     }
 }
 
-pub(crate) fn clip(total: u64, size: u64, i: u64) -> (u64, u64) {
+pub(super) fn clip(total: u64, size: u64, i: u64) -> (u64, u64) {
     let start = i * size;
     (start, size.min(total - start))
 }
@@ -226,12 +226,12 @@ fn geom(p: &Problem, m: &Mapping, c: &Counts, i: &Idx) -> TileGeom {
 }
 
 /// Index of the first output channel of a tile (tensor order).
-pub fn oc_start(p: &Problem, g: &TileGeom) -> u64 {
+pub(crate) fn oc_start(p: &Problem, g: &TileGeom) -> u64 {
     g.g0 * p.cog + g.oc0
 }
 
 /// Index of the first input channel of a tile (tensor order).
-pub fn ic_start(p: &Problem, g: &TileGeom) -> u64 {
+pub(crate) fn ic_start(p: &Problem, g: &TileGeom) -> u64 {
     g.g0 * p.cig + g.c0
 }
 
@@ -241,19 +241,19 @@ fn transfer(p: &Problem, kind: TransferKind, seg: Segments, elements: u64, lane_
 }
 
 /// Input tile of (batch, input rows, input columns, channels).
-pub(crate) fn input_transfer(p: &Problem, (b, rows, cols, chans): (u64, u64, u64, u64)) -> Transfer {
+pub(super) fn input_transfer(p: &Problem, (b, rows, cols, chans): (u64, u64, u64, u64)) -> Transfer {
     let seg = box_segments(&[p.batch, p.in_h, p.in_w, p.in_c], &[b, rows, cols, chans], p.a_bits);
     transfer(p, TransferKind::Inputs, seg, b * rows * cols * chans, p.plan.a_lane as u64, p.word_bits)
 }
 
 /// Weight tile of (output channels, kernel rows, input channels).
-pub(crate) fn weight_transfer(p: &Problem, (ocs, kh, ic): (u64, u64, u64)) -> Transfer {
+pub(super) fn weight_transfer(p: &Problem, (ocs, kh, ic): (u64, u64, u64)) -> Transfer {
     let seg = box_segments(&[p.out_c, p.k, p.k, p.cig], &[ocs, kh, p.k, ic], p.w_bits);
     transfer(p, TransferKind::Weights, seg, ocs * kh * p.k * ic, p.plan.w_lane as u64, p.word_bits)
 }
 
 /// Output tile of (batch, rows, columns, output channels).
-pub(crate) fn output_transfer(p: &Problem, (b, oh, ow, ocs): (u64, u64, u64, u64), kind: TransferKind) -> Transfer {
+pub(super) fn output_transfer(p: &Problem, (b, oh, ow, ocs): (u64, u64, u64, u64), kind: TransferKind) -> Transfer {
     let bits = if kind == TransferKind::Outputs { p.out_bits } else { PSUM_BITS };
     let seg = box_segments(&[p.batch, p.out_h, p.out_w, p.out_c], &[b, oh, ow, ocs], bits);
     transfer(p, kind, seg, b * oh * ow * ocs, PSUM_BITS, PSUM_BITS)
@@ -278,7 +278,7 @@ pub struct Schedule<'a> {
 
 /// A small memo of recent (key, value) pairs, replaced round-robin: enough for the few edge classes a
 /// schedule's tiles fall into (interior tiles, and the clipped ones at either end of each axis).
-pub(crate) struct Memo<K, V> {
+pub(super) struct Memo<K, V> {
     entries: [Option<(K, V)>; MEMO_ENTRIES],
     next: usize,
 }
@@ -401,13 +401,13 @@ impl Iterator for Schedule<'_> {
 
 /// A source of tiles that writes each one in place (tiles are large; the timeline's hot loop
 /// should not copy them).
-pub trait TileSource {
+pub(super) trait TileSource {
     /// Write the next tile into `out`; false when there is none.
     fn fill(&mut self, out: &mut TileStep) -> bool;
 }
 
 /// Any iterator of tiles as a [`TileSource`].
-pub struct Tiles<I>(pub I);
+pub(super) struct Tiles<I>(pub I);
 
 impl<I: Iterator<Item = TileStep>> TileSource for Tiles<I> {
     fn fill(&mut self, out: &mut TileStep) -> bool {
@@ -481,12 +481,12 @@ impl TileSource for Schedule<'_> {
 }
 
 /// The last tile's geometry (every loop at its last tile, whatever the order).
-pub(crate) fn last_tile(p: &Problem, m: &Mapping, c: &Counts) -> TileGeom {
+pub(super) fn last_tile(p: &Problem, m: &Mapping, c: &Counts) -> TileGeom {
     geom(p, m, c, &Idx::nth(c, &m.order, c.p() * c.o() * c.r() - 1))
 }
 
 /// Cycles of the store of the last tile's outputs (the last tile always completes its output tile).
-pub(crate) fn last_store_cycles(p: &Problem, m: &Mapping, c: &Counts) -> u64 {
+pub(super) fn last_store_cycles(p: &Problem, m: &Mapping, c: &Counts) -> u64 {
     let g = last_tile(p, m, c);
     output_transfer(p, (g.b, g.oh, g.ow, g.out_channels()), TransferKind::Outputs).cycles
 }

@@ -21,7 +21,7 @@ use crate::cost::Objective;
 
 /// The result of evaluating one mapping exactly.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Score {
+pub(super) struct Score {
     pub cycles: u64,
     pub energy_nj: f64,
 }
@@ -29,14 +29,14 @@ pub struct Score {
 /// A node of a search tree, as the branch and bound queues it: an inner node (a set of mappings)
 /// to expand, or a leaf (one mapping) to evaluate exactly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Branch<N> {
+pub(super) enum Branch<N> {
     Inner(N),
     Leaf(N),
 }
 
 /// A search tree over mappings whose nodes carry lower bounds on the objective key of every
 /// mapping below them.
-pub trait SearchTree {
+pub(super) trait SearchTree {
     type Node: Copy;
     /// Push the children of an inner node (reached at `bound`) with their bounds onto `out`. A
     /// child may be the node itself again at a tighter bound (a refinement).
@@ -80,7 +80,7 @@ impl<N> Ord for Queued<N> {
 /// and stop when no remaining bound can beat the best (starting from `initial`, the score of an
 /// already evaluated mapping, if given). Returns the best leaf (None when nothing beat `initial`),
 /// its score and how many leaves were evaluated exactly.
-pub fn branch_and_bound<T: SearchTree>(
+pub(super) fn branch_and_bound<T: SearchTree>(
     tree: &mut T,
     objective: Objective,
     initial: Option<Score>,

@@ -8,7 +8,7 @@
 use super::problem::{Counts, Loop, Mapping, ORDERS, Problem, fits};
 
 /// Balanced tile sizes of a dimension of extent x: ceil(x / c) for c = 1..=8, then c = 16, 32, ... up to x.
-pub fn balanced_sizes(x: u64) -> Vec<u64> {
+pub(super) fn balanced_sizes(x: u64) -> Vec<u64> {
     let mut counts: Vec<u64> = (1..=8u64.min(x)).collect();
     let mut c = 16;
     while c < x {
@@ -28,7 +28,7 @@ pub fn balanced_sizes(x: u64) -> Vec<u64> {
 /// tile sizes, so they stream for the same cycles ([`busy_total`] does not depend on the spatial
 /// tiles) and load the same first weight tile: one bound covers them all ([`Family::bound`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Family {
+pub(super) struct Family {
     pub groups_per_pass: u64,
     pub oc: u64,
     pub ic: u64,
@@ -36,7 +36,7 @@ pub struct Family {
 }
 
 /// The families of a problem's candidates, in the order [`candidates`] lists them.
-pub fn families(p: &Problem) -> Vec<Family> {
+pub(super) fn families(p: &Problem) -> Vec<Family> {
     let mut group_options = vec![1u64];
     if p.groups > 1 && p.cog <= p.m {
         let max_g = (p.m / p.cog).min(p.groups);
@@ -74,7 +74,7 @@ impl Family {
 
 /// Every candidate of a family that fits the buffers, with each distinct loop order once,
 /// appended to `out` (loop orders of one tiling adjacent).
-pub fn family_candidates(p: &Problem, f: &Family, out: &mut Vec<Mapping>) {
+pub(super) fn family_candidates(p: &Problem, f: &Family, out: &mut Vec<Mapping>) {
     for &b in &balanced_sizes(p.batch) {
         for &oh in &balanced_sizes(p.out_h) {
             for &ow in &balanced_sizes(p.out_w) {
@@ -104,7 +104,7 @@ pub fn family_candidates(p: &Problem, f: &Family, out: &mut Vec<Mapping>) {
 
 /// Every candidate mapping that fits the buffers, with each distinct loop order once.
 #[cfg(test)] // Used by the tests only (the crate does not export it).
-pub fn candidates(p: &Problem) -> Vec<Mapping> {
+pub(super) fn candidates(p: &Problem) -> Vec<Mapping> {
     let mut out = Vec::new();
     for f in families(p) {
         family_candidates(p, &f, &mut out);
@@ -114,7 +114,7 @@ pub fn candidates(p: &Problem) -> Vec<Mapping> {
 
 /// The groups of candidates that differ only in loop order (adjacent in [`candidates`]' output), as
 /// index ranges: the search bounds each group once for all its orders.
-pub fn order_groups(cands: &[Mapping]) -> Vec<(usize, usize)> {
+pub(super) fn order_groups(cands: &[Mapping]) -> Vec<(usize, usize)> {
     let mut groups: Vec<(usize, usize)> = Vec::new();
     for (i, m) in cands.iter().enumerate() {
         match groups.last_mut() {

@@ -58,20 +58,20 @@ pub struct RunTotals {
 /// The cycle a tile's last result is in the output buffer (its store may start): the later of its
 /// last window's last active column (seen in cycle s + T + N + column) and, when the tile has
 /// several column groups, the last full-width window's last column.
-pub fn ready_cycle(p: &Problem, s: &TileStep, compute_end: u64) -> u64 {
+pub(super) fn ready_cycle(p: &Problem, s: &TileStep, compute_end: u64) -> u64 {
     compute_end + ready_delay(p, s.colgroups, s.last_cols, s.geom.pixels() * s.t)
 }
 
 /// [`ready_cycle`] less the end of streaming, for a tile of `colgroups` column groups whose last has
 /// `last_cols` active columns and whose windows of one column group take `window` cycles in all (the
 /// last full-width window ends that long before the streaming does).
-pub fn ready_delay(p: &Problem, colgroups: u64, last_cols: u64, window: u64) -> u64 {
+pub(super) fn ready_delay(p: &Problem, colgroups: u64, last_cols: u64, window: u64) -> u64 {
     let last = p.n + last_cols;
     if colgroups > 1 { last.max((p.n + p.m).saturating_sub(window)) } else { last }
 }
 
 /// The cycle a tile's chunks have all left the feeder (its buffer halves may be refilled).
-pub fn release_cycle(p: &Problem, compute_end: u64) -> u64 {
+pub(crate) fn release_cycle(p: &Problem, compute_end: u64) -> u64 {
     compute_end + drain_cycles(p.n, p.m) - 1
 }
 
@@ -83,7 +83,7 @@ pub fn timeline(p: &Problem, steps: impl IntoIterator<Item = TileStep>, record: 
 
 /// When a timeline may give up: as soon as the layer provably ends after `max_cycles`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cutoff {
+pub(super) struct Cutoff {
     pub max_cycles: u64,
     /// Streaming cycles of all tiles ([`super::problem::busy_total`]).
     pub total_busy: u64,
@@ -96,7 +96,7 @@ pub struct Cutoff {
 /// [`timeline`], giving up (`None`) as soon as the layer provably ends after `cutoff.max_cycles`:
 /// when the rest of the streaming, the drain and the last store, or the DMA's remaining transfers
 /// (the channel is serial), cannot finish in time.
-pub fn timeline_until(p: &Problem, tiles: &mut impl TileSource, record: bool, cutoff: Option<Cutoff>) -> Option<Timeline> {
+pub(super) fn timeline_until(p: &Problem, tiles: &mut impl TileSource, record: bool, cutoff: Option<Cutoff>) -> Option<Timeline> {
     let mut tl = Timeline::default();
     // The current and next tiles alternate between two slots, filled in place.
     let mut slots = [TileStep::default(), TileStep::default()];

@@ -10,7 +10,7 @@ use super::timeline::Timeline;
 use serde_json::{Value, json};
 
 /// Trace events of one layer whose timeline starts at `offset_cycles`.
-pub fn layer_events(pid: usize, name: &str, steps: &[TileStep], tl: &Timeline, offset_cycles: u64, mhz: f64) -> Vec<Value> {
+pub(super) fn layer_events(pid: usize, name: &str, steps: &[TileStep], tl: &Timeline, offset_cycles: u64, mhz: f64) -> Vec<Value> {
     let us = |c: u64| (offset_cycles + c) as f64 / mhz;
     let dur = |a: u64, b: u64| (b - a) as f64 / mhz;
     let mut ev = vec![
@@ -41,6 +41,6 @@ pub fn layer_events(pid: usize, name: &str, steps: &[TileStep], tl: &Timeline, o
 }
 
 /// A whole trace document.
-pub fn document(events: Vec<Value>) -> Value {
+pub(super) fn document(events: Vec<Value>) -> Value {
     json!({"traceEvents": events, "displayTimeUnit": "ns"})
 }
