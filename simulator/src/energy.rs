@@ -147,7 +147,7 @@ impl ChipFigures {
     }
 
     /// Energy of a layer from its counted events, as the cycle model charges it: the core per
-    /// *active* BitBrick-cycle at [`brick_pj`] (a product uses (a_lane/brick)(w_lane/brick) bricks
+    /// *active* BitBrick-cycle at `brick_pj` (a product uses (a_lane/brick)(w_lane/brick) bricks
     /// per temporal step, so lower precision costs less and idle bricks cost only leakage), SRAM
     /// bits per buffer at CACTI's per-access energy for that bank, DRAM energy per bit on the bus,
     /// and leakage of the core and the buffers over `cycles` at `hw`'s clock.

@@ -1,7 +1,7 @@
 //! Lower bounds on a mapping's cycles that the search ranks and prunes by: the order-independent
 //! part of a tiling ([`BaseBound`]), a family's bound ([`Family::bound`]), the array and DMA paths
-//! of one loop order ([`lower_bound_cycles`]) and the exact first loads and last store around the
-//! streaming ([`edge_bound`]). Each is at most the cycles of every mapping it covers (property and
+//! of one loop order (`lower_bound_cycles`, used by the tests) and the exact first loads and last store around the
+//! streaming (`edge_bound`, likewise). Each is at most the cycles of every mapping it covers (property and
 //! unit tests in `model.rs`); they rely on the DRAM model's lower-bound contract
 //! ([`crate::memory::DramModel`]).
 
@@ -81,7 +81,7 @@ impl BaseBound {
     }
 }
 
-/// [`lower_bound_cycles`] for one loop order, with the tiling's order-independent part given.
+/// `lower_bound_cycles` for one loop order, with the tiling's order-independent part given.
 pub(super) fn lower_bound_cycles_with(p: &Problem, m: &Mapping, base: &BaseBound) -> u64 {
     let c = base.counts;
     let bw = p.dram.beat_bits();

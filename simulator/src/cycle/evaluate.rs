@@ -48,7 +48,7 @@ impl Evaluator<'_> {
     }
 
     /// Evaluate one mapping exactly, or give up once it provably takes more than `max_cycles`.
-    /// `dma_total` is [`dma_cycles`](super::dma::dma_cycles) of the mapping when known (0 otherwise).
+    /// `dma_total` is [`dma_cycles`] of the mapping when known (0 otherwise).
     pub fn evaluate_until(&self, p: &Problem, m: &Mapping, max_cycles: Option<u64>, dma_total: u64) -> Option<Evaluation> {
         let c = Counts::of(p, m);
         if c.p() * c.o() * c.r() > MAX_TILES {

@@ -24,7 +24,7 @@
 //! are counted apart from the interior ones: it catches most of the mappings the coarse one lets
 //! through, at a few times its cost, and the search applies it just before a timeline.
 //!
-//! Both bounds are at least [`super::bounds::edge_bound`], and at most the timeline's cycles (a
+//! Both bounds are at least `bounds::edge_bound`, and at most the timeline's cycles (a
 //! property test checks both on every loop order of random tilings): the search gives up on a
 //! mapping, before its timeline, whenever one exceeds the best so far.
 

@@ -83,7 +83,7 @@ pub struct Problem {
     /// Half of each buffer in bits (ping-pong): [wbuf, ibuf, obuf].
     pub half_bits: [u64; 3],
     pub dram: DramChannel,
-    /// Bits of the input tensor the layer reads at all ([`input_bits_touched`], kept for the bounds).
+    /// Bits of the input tensor the layer reads at all (`input_bits_touched`, kept for the bounds).
     pub touched_input_bits: u64,
 }
 

@@ -25,7 +25,7 @@ pub(super) fn balanced_sizes(x: u64) -> Vec<u64> {
 }
 
 /// Channel and kernel tile sizes. The tilings of one family differ only in their batch and spatial
-/// tile sizes, so they stream for the same cycles ([`busy_total`] does not depend on the spatial
+/// tile sizes, so they stream for the same cycles ([`busy_total`](super::problem::busy_total) does not depend on the spatial
 /// tiles) and load the same first weight tile: one bound covers them all ([`Family::bound`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Family {
@@ -35,7 +35,7 @@ pub(super) struct Family {
     pub kh: u64,
 }
 
-/// The families of a problem's candidates, in the order [`candidates`] lists them.
+/// The families of a problem's candidates, in the order `candidates` lists them.
 pub(super) fn families(p: &Problem) -> Vec<Family> {
     let mut group_options = vec![1u64];
     if p.groups > 1 && p.cog <= p.m {
@@ -112,7 +112,7 @@ pub(super) fn candidates(p: &Problem) -> Vec<Mapping> {
     out
 }
 
-/// The groups of candidates that differ only in loop order (adjacent in [`candidates`]' output), as
+/// The groups of candidates that differ only in loop order (adjacent in `candidates`' output), as
 /// index ranges: the search bounds each group once for all its orders.
 pub(super) fn order_groups(cands: &[Mapping]) -> Vec<(usize, usize)> {
     let mut groups: Vec<(usize, usize)> = Vec::new();

@@ -89,7 +89,7 @@ pub(super) struct Cutoff {
     pub total_busy: u64,
     /// Cycles of the last tile's store.
     pub last_store: u64,
-    /// Cycles of all DMA transfers, or a lower bound on them ([`dma_cycles`]; 0 when unknown).
+    /// Cycles of all DMA transfers, or a lower bound on them ([`dma_cycles`](super::dma::dma_cycles); 0 when unknown).
     pub dma_total: u64,
 }
 

@@ -2,7 +2,7 @@
 //! exhaustive tiling and loop-order search (`optimize_for_order`), exactly.
 //!
 //! All sizes are in bits, all times in cycles (MODEL.md sections 3, 5, 6).
-//! [`tile_stats`] is a line-by-line port used as the specification;
+//! `tile_stats` (compiled for the tests) is a line-by-line port used as the specification;
 //! [`search`] gives the same answer faster, by evaluating each tiling's
 //! order-independent terms once and only the distinct loop orders.
 
