@@ -5,15 +5,13 @@ use crate::{HwArgs, SimulateArgs};
 use anyhow::{Context, anyhow, bail};
 use bitfusion_simulator::config::{CostModelName, HwConfig, load_hw};
 use bitfusion_simulator::detailed::{self, LayerData};
-use bitfusion_simulator::energy::ChipFigures;
-use bitfusion_simulator::engine::{self, CycleModel};
-use bitfusion_simulator::mapping::Objective;
+use bitfusion_simulator::cycle::{CycleModel, trace_layers};
 use bitfusion_simulator::networks::{NETWORKS, network, network_names};
 use bitfusion_simulator::report::{self, Format};
 use bitfusion_util::write_atomic;
 use bitfusion_simulator::validate;
 use bitfusion_simulator::workload::{WorkloadOverrides, read_topology, topology_csv};
-use bitfusion_simulator::{Layer, build, simulate_layers};
+use bitfusion_simulator::{ChipFigures, Layer, Objective, build, simulate_layers};
 use std::path::Path;
 
 fn load(hw: &HwArgs) -> anyhow::Result<HwConfig> {
@@ -68,7 +66,7 @@ pub fn simulate(a: &SimulateArgs) -> anyhow::Result<bool> {
     if a.detailed || a.trace.is_some() {
         let cycle = CycleModel::new(&config, objective);
         if let Some(path) = &a.trace {
-            let doc = engine::trace_layers(&cycle, &layers)?;
+            let doc = trace_layers(&cycle, &layers)?;
             write(path, &serde_json::to_string(&doc)?)?;
             eprintln!("wrote {} (open it in Perfetto or chrome://tracing)", path.display());
         }

@@ -24,8 +24,8 @@ use bitfusion_search::evolution::{self, Budget, EvoConfig, Evaluator, Freedom, c
 use bitfusion_search::lut::{BuildSpec, Lut, build_lut, hw_hash};
 use bitfusion_search::methods::METHODS;
 use bitfusion_search::{Arch, Space};
+use bitfusion_simulator::Objective;
 use bitfusion_simulator::config::{CostModelName, load_hw};
-use bitfusion_simulator::mapping::Objective;
 use bitfusion_util::write_atomic;
 
 use crate::search_cmd::{self, PointRow, read_candidates, read_rows, write_rows};

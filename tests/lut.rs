@@ -8,8 +8,8 @@ use common::{bitfusion, scratch};
 use bitfusion_search::arch::Arch;
 use bitfusion_search::lut::{self, BuildSpec, Lut, arch_keys, build_lut, enumerate, partial_path};
 use bitfusion_search::space::Space;
+use bitfusion_simulator::Objective;
 use bitfusion_simulator::config::{CostModelName, load_hw};
-use bitfusion_simulator::mapping::Objective;
 
 /// A small space that builds in a moment: 2 stages, bits 4/8.
 const SMALL: &str = r#"

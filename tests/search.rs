@@ -10,8 +10,8 @@ use bitfusion_search::arch::{Arch, Block};
 use bitfusion_search::evolution::{self, Budget, Candidate, EvoConfig, Evaluator, FnPredictor, Freedom, SearchError, cheapest, largest, non_dominated};
 use bitfusion_search::lut::{BuildSpec, Lut, build_lut};
 use bitfusion_search::space::Space;
+use bitfusion_simulator::Objective;
 use bitfusion_simulator::config::{CostModelName, load_hw};
-use bitfusion_simulator::mapping::Objective;
 
 
 fn setup(name: &str) -> (Space, Lut) {

@@ -7,7 +7,7 @@
 //! energy breakdowns per config, and a roofline per config. This crate reads result tables; it
 //! never simulates.
 
-use bitfusion_simulator::brick::LanePlan;
+use bitfusion_simulator::LanePlan;
 use bitfusion_simulator::sweep::{ResultRow, read_rows};
 use plotters::coord::Shift;
 use plotters::prelude::*;

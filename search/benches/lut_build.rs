@@ -5,8 +5,8 @@
 
 use bitfusion_search::lut::{BuildSpec, build_lut};
 use bitfusion_search::space::Space;
+use bitfusion_simulator::Objective;
 use bitfusion_simulator::config::{CostModelName, load_hw};
-use bitfusion_simulator::mapping::Objective;
 use std::time::Instant;
 
 fn main() {

@@ -23,8 +23,7 @@
 use crate::arch::Arch;
 use crate::space::{Space, hex};
 use bitfusion_simulator::config::{CostModelName, HwConfig};
-use bitfusion_simulator::mapping::Objective;
-use bitfusion_simulator::model::{CostModel, build, simulate_layers};
+use bitfusion_simulator::model::{CostModel, Objective, build, simulate_layers};
 use bitfusion_util::write_atomic;
 use bitfusion_simulator::{Layer, LayerKind};
 use rayon::prelude::*;
@@ -401,11 +400,14 @@ impl Lut {
         }
         let actual = hex(&Sha256::digest(file.header.hw_toml.as_bytes()));
         if actual != file.header.hw_hash {
-            return Err(LutError::HwTomlEdited { path: origin, recorded: file.header.hw_hash.chars().take(16).collect(), actual: actual[..16].to_string() });
+            return Err(LutError::HwTomlEdited { path: origin, recorded: file.header.hw_hash.chars().take(16).collect(), actual: prefix(&actual) });
         }
         if file.header.space.hash() != file.header.space_hash {
             return Err(LutError::SpaceEdited { path: origin });
         }
+        // The embedded space is validated like a space file, so a LUT cannot smuggle in one
+        // that would crash the commands using it.
+        file.header.space.check().map_err(|e| LutError::Other(format!("{origin}: its space: {e}")))?;
         if checksum(&file.entries) != file.seal.entries_sha256 {
             return Err(LutError::EntriesEdited { path: origin });
         }
@@ -423,9 +425,9 @@ impl Lut {
             return Err(err(format!(
                 "hardware config hash differs: the LUT was built for '{}' (hash {}), this config '{}' hashes to {}",
                 self.header.hw_name,
-                &self.header.hw_hash[..16],
+                prefix(&self.header.hw_hash),
                 hw.name,
-                &h[..16]
+                prefix(&h)
             )));
         }
         Ok(())
@@ -438,9 +440,9 @@ impl Lut {
             return Err(err(format!(
                 "search space hash differs: the LUT was built for '{}' (hash {}), this space '{}' hashes to {}",
                 self.header.space.name,
-                &self.header.space_hash[..16],
+                prefix(&self.header.space_hash),
                 space.name,
-                &h[..16]
+                prefix(&h)
             )));
         }
         Ok(())
@@ -830,4 +832,9 @@ mod tests {
             }
         }
     }
+}
+
+/// The first 16 characters of a hash for a message (fewer if it is shorter; never a panic).
+fn prefix(hash: &str) -> String {
+    hash.chars().take(16).collect()
 }

@@ -160,12 +160,32 @@ impl Space {
         Ok(s)
     }
 
+    /// Validate a space that did not come through [`Space::from_toml`] (e.g. one embedded in a
+    /// LUT file).
+    pub fn check(&self) -> Result<(), SpaceError> {
+        self.validate(&self.name)
+    }
+
     fn validate(&self, origin: &str) -> Result<(), SpaceError> {
         let bad = |m: String| Err(SpaceError(format!("{origin}: {m}")));
-        if self.input_size == 0 || self.input_channels == 0 {
-            return bad("input_size and input_channels must be positive".into());
+        // Bounds keep every size product of the space's layers far inside u32/u64.
+        const MAX_SIDE: u32 = 1 << 16;
+        if self.input_size == 0 || self.input_channels == 0 || self.input_size > MAX_SIDE || self.input_channels > MAX_SIDE {
+            return bad(format!("input_size and input_channels must be in 1..={MAX_SIDE}"));
         }
-        if self.kernels.is_empty() || self.kernels.iter().any(|k| k % 2 == 0 || *k == 0) {
+        let st = &self.stem;
+        if st.stride == 0 || st.out_channels == 0 || st.kernel % 2 == 0 || st.stride > MAX_SIDE || st.out_channels > MAX_SIDE || st.kernel > 31 {
+            return bad(format!("stem: out_channels and stride must be in 1..={MAX_SIDE}, kernel odd up to 31"));
+        }
+        if let Some(f) = &self.first_block
+            && (f.out_channels == 0 || f.kernel % 2 == 0 || f.out_channels > MAX_SIDE || f.kernel > 31)
+        {
+            return bad(format!("first_block: out_channels must be in 1..={MAX_SIDE}, kernel odd up to 31"));
+        }
+        if self.head.classes == 0 || self.head.feature_mix > MAX_SIDE || self.head.classes > MAX_SIDE {
+            return bad(format!("head: classes must be in 1..={MAX_SIDE}, feature_mix in 0..={MAX_SIDE} (0: none)"));
+        }
+        if self.kernels.is_empty() || self.kernels.iter().any(|k| k % 2 == 0 || *k == 0 || *k > 31) {
             return bad(format!("kernels = {:?}: give odd kernel sizes", self.kernels));
         }
         if self.bits.is_empty() || self.bits.iter().any(|b| !(1..=16).contains(b)) {
@@ -178,8 +198,8 @@ impl Space {
             return bad("no stages".into());
         }
         for (i, st) in self.stages.iter().enumerate() {
-            if st.width == 0 || st.stride == 0 || st.depths.is_empty() || st.depths.contains(&0) {
-                return bad(format!("stages[{i}]: width, stride and every depth must be positive, depths non-empty"));
+            if st.width == 0 || st.stride == 0 || st.depths.is_empty() || st.depths.contains(&0) || st.width > MAX_SIDE || st.stride > MAX_SIDE || st.depths.iter().any(|d| *d > 64) {
+                return bad(format!("stages[{i}]: width and stride must be in 1..={MAX_SIDE}, depths non-empty in 1..=64"));
             }
         }
         for slot in self.slots() {
@@ -285,5 +305,18 @@ mod tests {
         let e = Space::load("nope").unwrap_err().0;
         assert!(e.contains("not a preset space"), "{e}");
         assert_ne!(Space::load("apq").unwrap().hash(), Space::load("apq-wide-bits").unwrap().hash());
+    }
+
+    #[test]
+    fn spaces_that_would_crash_are_refused() {
+        // Found by fuzzing: a stem stride of 0 divided by zero; a huge input overflowed.
+        let stem = TINY_SPACE.replacen("stride = 1", "stride = 0", 1);
+        assert_ne!(stem, TINY_SPACE);
+        let e = Space::from_toml(&stem, "t").unwrap_err().to_string();
+        assert!(e.contains("stride"), "{e}");
+        let huge = TINY_SPACE.replace("input_size = 8", "input_size = 4294967295");
+        let e = Space::from_toml(&huge, "t").unwrap_err().to_string();
+        assert!(e.contains("input_size"), "{e}");
+        Space::from_toml(TINY_SPACE, "t").unwrap().check().unwrap();
     }
 }

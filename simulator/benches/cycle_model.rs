@@ -4,10 +4,9 @@
 //! Run: `cargo bench -p bitfusion-simulator --bench cycle_model`
 
 use bitfusion_simulator::config::{HwConfig, SHIPPED_CONFIGS};
-use bitfusion_simulator::engine::CycleModel;
-use bitfusion_simulator::mapping::Objective;
 use bitfusion_simulator::model::CostModel;
 use bitfusion_simulator::networks::network;
+use bitfusion_simulator::{CycleModel, Objective};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rayon::prelude::*;
 use std::hint::black_box;

@@ -5,9 +5,7 @@
 
 use bitfusion_simulator::config::{HwConfig, SHIPPED_CONFIGS};
 use bitfusion_simulator::detailed::{LayerData, run_with};
-use bitfusion_simulator::engine::CycleModel;
-use bitfusion_simulator::mapping::Objective;
-use bitfusion_simulator::Layer;
+use bitfusion_simulator::{CycleModel, Layer, Objective};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 

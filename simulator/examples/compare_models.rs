@@ -4,11 +4,9 @@
 //! Run: `cargo run --release -p bitfusion-simulator --example compare_models > docs/cycle-vs-reference.md`
 
 use bitfusion_simulator::config::{HwConfig, SHIPPED_CONFIGS};
-use bitfusion_simulator::engine::CycleModel;
-use bitfusion_simulator::mapping::Objective;
 use bitfusion_simulator::model::CostModel;
 use bitfusion_simulator::reference::ReferenceModel;
-use bitfusion_simulator::{Layer, LayerStats};
+use bitfusion_simulator::{CycleModel, Layer, LayerStats, Objective};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 

@@ -157,6 +157,7 @@ impl Stream {
         self.slot(cycle as i64 - (n as i64 - 1)).is_some_and(|(_, j)| j == self.t - 1)
     }
     /// The cycle column `col`'s result of window `w` is seen: s + T + N + m.
+    #[cfg(test)] // Used by the tests only (the crate does not export it).
     pub fn result_cycle(&self, w: u64, n: usize, col: usize) -> u64 {
         self.start + w * self.t + self.t + n as u64 + col as u64
     }

@@ -102,6 +102,7 @@ pub struct FusionUnit {
 }
 
 impl FusionUnit {
+    #[cfg(test)] // Used by the tests only (the crate does not export it).
     pub fn bricks(&self) -> u32 {
         (self.fusion_bits / self.brick_bits).pow(2)
     }
@@ -119,6 +120,7 @@ impl FusionUnit {
     /// A product of operands of any width up to 2 * 16 bits, run temporally: each operand is split into
     /// fusion_bits-wide digits (the top one signed if the value is), and each digit pair takes one cycle
     /// of a fused unit. Returns the product and the cycles taken.
+    #[cfg(test)] // Used by the tests only (the crate does not export it).
     pub fn temporal_product(&self, a: i64, a_bits: u32, a_signed: bool, w: i64, w_bits: u32, w_signed: bool) -> (i64, u32) {
         let f = self.fusion_bits;
         let da = a_bits.div_ceil(f).max(1);

@@ -76,6 +76,13 @@ impl Serialize for SramLookupError {
     }
 }
 
+/// Energy per active BitBrick-cycle, pJ: the fusion unit's dynamic energy per cycle
+/// (`core.fusion_unit`) shared by its (fusion_bits / brick_bits)^2 bricks.
+pub fn brick_pj(hw: &HwConfig) -> f64 {
+    let a = &hw.array;
+    hw.fusion_unit.dynamic_energy_pj_per_cycle / ((a.fusion_bits / a.brick_bits) as f64).powi(2)
+}
+
 impl ChipFigures {
     pub fn new(hw: &HwConfig) -> Self {
         let table = SramTable::get(hw.sram.table);
@@ -136,6 +143,25 @@ impl ChipFigures {
             obuf: o.energy(c.obuf_read, c.obuf_write),
             dram: NanoJoules::from_pj((c.dram_read.0 + c.dram_write.0) as f64 * self.dram_pj_per_bit),
             leakage,
+        })
+    }
+
+    /// Energy of a layer from its counted events, as the cycle model charges it: the core per
+    /// *active* BitBrick-cycle at `brick_pj` (a product uses (a_lane/brick)(w_lane/brick) bricks
+    /// per temporal step, so lower precision costs less and idle bricks cost only leakage), SRAM
+    /// bits per buffer at CACTI's per-access energy for that bank, DRAM energy per bit on the bus,
+    /// and leakage of the core and the buffers over `cycles` at `hw`'s clock.
+    pub fn event_energy(&self, hw: &HwConfig, c: &Counters, active_brick_cycles: u64, cycles: u64) -> Option<EnergyBreakdown> {
+        let [w, i, o] = self.buffers()?;
+        let seconds = cycles as f64 / hw.frequency_hz();
+        let leak_mw = self.core_leakage_mw + w.leakage_mw + i.leakage_mw + o.leakage_mw;
+        Some(EnergyBreakdown {
+            core: NanoJoules::from_pj(active_brick_cycles as f64 * brick_pj(hw)),
+            wbuf: w.energy(c.wbuf_read, c.wbuf_write),
+            ibuf: i.energy(c.ibuf_read, c.ibuf_write),
+            obuf: o.energy(c.obuf_read, c.obuf_write),
+            dram: NanoJoules::from_pj((c.dram_read.0 + c.dram_write.0) as f64 * self.dram_pj_per_bit),
+            leakage: NanoJoules(leak_mw * 1e-3 * seconds * 1e9),
         })
     }
 }

@@ -12,7 +12,7 @@
 //! The benchmarks are the notebook's, with the 2x-wide (WRPN) AlexNet and ResNet-18 its sweep uses.
 //! The published geomeans are 3.9x speedup and 5.1x energy reduction (MODEL.md section 11).
 
-use crate::model::{CostModel, SimError, simulate_layers};
+use crate::cost::{CostModel, SimError, simulate_layers};
 use crate::networks::network;
 
 const EYERISS_CSV: &str = include_str!("../data/eyeriss_results.csv");

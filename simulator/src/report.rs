@@ -1,6 +1,6 @@
 //! Writing simulation results: CSV, JSON and a readable table.
 
-use crate::model::NetworkReport;
+use crate::cost::NetworkReport;
 use crate::stats::LayerStats;
 use std::path::Path;
 

@@ -34,7 +34,7 @@
 use crate::config::{CostModelName, ConfigError, HwConfig, load_hw, set_dotted};
 use crate::energy::ChipFigures;
 use crate::layer::Layer;
-use crate::mapping::Objective;
+use crate::model::Objective;
 use crate::model::{CostModel, build, simulate_layers};
 use crate::networks::network;
 use bitfusion_util::{OutputLock, non_dominated, round_sig, write_atomic};
@@ -238,6 +238,9 @@ fn expand(origin: &str, key: &str, vals: &AxisValues) -> Result<Vec<toml::Value>
                 (Some(step), None) if step > 0.0 => {
                     while x <= r.stop + 1e-9 {
                         v.push(as_value(x));
+                        if x + step == x {
+                            return Err(err(format!("{origin}: axis '{key}': the step {step} is lost in rounding at {x}; give a larger step")));
+                        }
                         x += step;
                     }
                 }
@@ -914,5 +917,12 @@ mod tests {
         assert!("0/3".parse::<Shard>().is_err());
         assert!("4/3".parse::<Shard>().is_err());
         assert!("x".parse::<Shard>().is_err());
+    }
+
+    #[test]
+    fn a_range_whose_step_is_lost_in_rounding_is_refused() {
+        // Found by reading the fuzz harness: x += 1 never moves x at 1e17, so the range never ended.
+        let e = spec("[axes]\n\"array.rows\" = { start = 1e17, stop = 1.0000000000000002e17, step = 1 }\n").unwrap_err().to_string();
+        assert!(e.contains("lost in rounding"), "{e}");
     }
 }

@@ -126,9 +126,6 @@ pub const fn ceil_log2(x: u64) -> u32 {
     if x <= 1 { 0 } else { 64 - (x - 1).leading_zeros() }
 }
 
-/// The workspace's seeded generator step (SplitMix64), shared through `bitfusion-util`.
-pub use bitfusion_util::splitmix;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 
 use crate::array::{CycleInputs, Operands, ScheduledWindow, Stream, SystolicArray, hazards};
 use crate::brick::{self, FusionUnit, LanePlan};
-use crate::units::splitmix;
+use bitfusion_util::splitmix;
 use std::collections::BTreeMap;
 
 /// The outcome of a replay: how many cases were checked and what differed.

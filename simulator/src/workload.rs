@@ -149,28 +149,28 @@ fn resolve_im2col(rows: Vec<(Layer, Option<bool>)>) -> Vec<Layer> {
 
 /// Write layers as a topology CSV (the format [`parse_topology`] reads).
 pub fn topology_csv(layers: &[Layer]) -> String {
-    let mut out = TOPOLOGY_COLUMNS.join(",");
-    out.push('\n');
+    let mut w = csv::Writer::from_writer(Vec::new());
+    // Writing into a Vec cannot fail; names with commas or quotes are quoted, so they read back.
+    let _ = w.write_record(TOPOLOGY_COLUMNS);
     for l in layers {
-        out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            l.name,
-            l.kind.as_str(),
-            l.batch,
-            l.in_channels,
-            l.out_channels,
-            l.in_h,
-            l.in_w,
-            l.kernel,
-            l.stride,
-            l.pad,
-            l.groups,
-            l.w_bits,
-            l.a_bits,
-            l.im2col
-        ));
+        let _ = w.write_record([
+            l.name.clone(),
+            l.kind.as_str().to_string(),
+            l.batch.to_string(),
+            l.in_channels.to_string(),
+            l.out_channels.to_string(),
+            l.in_h.to_string(),
+            l.in_w.to_string(),
+            l.kernel.to_string(),
+            l.stride.to_string(),
+            l.pad.to_string(),
+            l.groups.to_string(),
+            l.w_bits.to_string(),
+            l.a_bits.to_string(),
+            l.im2col.to_string(),
+        ]);
     }
-    out
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
 /// Whole-workload overrides given on the command line.
@@ -252,5 +252,13 @@ fc,fc,16,9216,4096,1,1,1,1,0,1,4,4,false
         assert!(ls.iter().all(|l| l.batch == 1 && l.w_bits == 2 && l.a_bits == 2));
         let e = WorkloadOverrides { w_bits: Some(0), ..Default::default() }.apply(&mut ls).unwrap_err();
         assert_eq!(e.field, "w_bits");
+    }
+
+    #[test]
+    fn names_with_commas_and_quotes_round_trip() {
+        let mut l = Layer::conv("a,b \"c\"", 1, 8, 8, 8, 3, 1, 1, 1, 8, 8);
+        l.im2col = true;
+        let text = topology_csv(std::slice::from_ref(&l));
+        assert_eq!(parse_topology(&text, "t.csv").unwrap(), vec![l]);
     }
 }

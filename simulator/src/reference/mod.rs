@@ -23,12 +23,12 @@
 //! search then weighs that buffer's accesses as NaN, like the original, so
 //! no energy breaks a cycle tie and the first mapping found is kept.
 
-pub mod search;
+mod search;
 
 use crate::config::{GroupedMapping, HwConfig};
 use crate::energy::ChipFigures;
 use crate::layer::{Layer, LayerKind};
-use crate::model::{CostModel, SimError};
+use crate::cost::{CostModel, SimError};
 use crate::stats::{Counters, LayerStats};
 use crate::units::{Bits, Cycles, NanoJoules};
 use search::{Problem, TieBreakEnergy};

@@ -2,7 +2,7 @@
 //! exhaustive tiling and loop-order search (`optimize_for_order`), exactly.
 //!
 //! All sizes are in bits, all times in cycles (MODEL.md sections 3, 5, 6).
-//! [`tile_stats`] is a line-by-line port used as the specification;
+//! `tile_stats` (compiled for the tests) is a line-by-line port used as the specification;
 //! [`search`] gives the same answer faster, by evaluating each tiling's
 //! order-independent terms once and only the distinct loop orders.
 
@@ -323,6 +323,7 @@ fn finish(p: &Problem, terms: &TileTerms, t: &Tiling, inner_to_outer: &[Loop]) -
 
 /// `get_stats_fast` for one tiling and one loop order (`order[0]` outermost);
 /// `None` when a tile does not fit in half of its buffer.
+#[cfg(test)] // Used by the tests only (the crate does not export it).
 pub fn tile_stats(p: &Problem, t: &Tiling, order: &[Loop; 5]) -> Option<RawStats> {
     let terms = tile_terms(p, t)?;
     let mut inner_to_outer = *order;
@@ -471,6 +472,7 @@ pub fn search(p: &Problem, energy: &TieBreakEnergy) -> Option<Best> {
 /// The search as the original runs it: every order, in the original's sequence, and under each
 /// every tiling, through [`tile_stats`], replacing the incumbent as the original does. Slow; the
 /// specification [`search`] is tested against.
+#[cfg(test)] // Used by the tests only (the crate does not export it).
 pub fn search_naive(p: &Problem, energy: &TieBreakEnergy) -> Option<Best> {
     let cand_oc = if p.im2col { candidates(p.oc, 1) } else { candidates(p.oc, p.m) };
     let mut best: Option<Best> = None;
