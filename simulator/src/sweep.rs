@@ -620,7 +620,11 @@ pub fn read_rows(path: &Path) -> Result<(Vec<String>, Vec<ResultRow>), SweepErro
     if !path.exists() {
         return Ok((Vec::new(), Vec::new()));
     }
-    let mut rdr = csv::Reader::from_path(path).map_err(|e| io(path, e))?;
+    rows_of(csv::Reader::from_path(path).map_err(|e| io(path, e))?, path)
+}
+
+/// The header and rows of a CSV reader over `path`'s contents.
+fn rows_of<R: std::io::Read>(mut rdr: csv::Reader<R>, path: &Path) -> Result<(Vec<String>, Vec<ResultRow>), SweepError> {
     let header: Vec<String> = rdr.headers().map_err(|e| bad_results(path, e.to_string()))?.iter().map(String::from).collect();
     let mut rows = Vec::new();
     for rec in rdr.records() {
@@ -696,14 +700,7 @@ fn read_rows_resuming(path: &Path) -> Result<(Vec<String>, Vec<ResultRow>), Swee
         return read_rows(path);
     }
     let whole = &text[..text.rfind('\n').map_or(0, |p| p + 1)];
-    let mut rdr = csv::Reader::from_reader(whole.as_bytes());
-    let header: Vec<String> = rdr.headers().map_err(|e| bad_results(path, e.to_string()))?.iter().map(String::from).collect();
-    let mut rows = Vec::new();
-    for rec in rdr.records() {
-        let rec = rec.map_err(|e| bad_results(path, format!("line {}: malformed CSV: {}", e.position().map_or(0, |p| p.line()), e.to_string().replace('\n', " "))))?;
-        rows.push(header.iter().cloned().zip(rec.iter().map(String::from)).collect());
-    }
-    Ok((header, rows))
+    rows_of(csv::Reader::from_reader(whole.as_bytes()), path)
 }
 
 /// Run a sweep into `dir` (results.csv, layers.csv, pareto.csv, points.csv), skipping rows
