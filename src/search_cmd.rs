@@ -616,7 +616,7 @@ pub fn search(a: &SearchArgs) -> anyhow::Result<bool> {
     let rows = search_budget(&space, &lut, p, &budget, &cfg, &list, &a.out)?;
     for r in &rows {
         match (r.predicted_accuracy, r.latency_ms, r.energy_mj) {
-            (Some(acc), Some(l), Some(e)) => println!("{:<15} predicted {:.4}  {:.4} ms  {:.4} mJ  {} queries  {:.1} s  {}", r.method, acc, l, e, r.queries, r.seconds, r.arch),
+            (Some(acc), Some(l), Some(e)) => println!("{:<15} predicted {:.2}%  {:.4} ms  {:.4} mJ  {} queries  {:.1} s  {}", r.method, 100.0 * acc, l, e, r.queries, r.seconds, r.arch),
             _ => println!("{:<15} -  {}", r.method, r.note),
         }
     }

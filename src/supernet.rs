@@ -242,7 +242,7 @@ pub fn run(cmd: SupernetCommand) -> anyhow::Result<bool> {
                 b.set_position(i as u64 + 1);
                 b.set_message(format!("last {:.3}", p.accuracy));
                 if !tty && i % 25 == 0 {
-                    eprintln!("pair {}/{total}: {} {:.4} ({:.1} s; {:.0} s so far)", i + 1, p.policy, p.accuracy, p.seconds, started.elapsed().as_secs_f64());
+                    eprintln!("pair {}/{total}: {} {:.2}% ({:.1} s; {:.0} s so far)", i + 1, p.policy, 100.0 * p.accuracy, p.seconds, started.elapsed().as_secs_f64());
                 }
             })
             .map_err(|e| anyhow!(e))?;
@@ -304,10 +304,10 @@ pub fn run(cmd: SupernetCommand) -> anyhow::Result<bool> {
                 }
             };
             let what = if quantize { format!("quantized ({}), {finetune_steps} fine-tuning steps", q.name()) } else { "fp32".into() };
-            println!("{} ({what}): validation accuracy {:.4}", arch.to_text(), measure_on(&data.valid, &cfg));
+            println!("{} ({what}): validation accuracy {:.2}%", arch.to_text(), 100.0 * measure_on(&data.valid, &cfg));
             if test {
                 let cfg_all = EvalConfig { eval_images: None, ..cfg.clone() };
-                println!("test accuracy {:.4} ({} images)", measure_on(&data.test, &cfg_all), data.test.len());
+                println!("test accuracy {:.2}% ({} images)", 100.0 * measure_on(&data.test, &cfg_all), data.test.len());
             }
             Ok(true)
         }
@@ -332,7 +332,7 @@ pub fn train_supernet(space: &Space, data: &DataSet, cfg: &TrainConfig, out: &Pa
     let trained = train::train(space, data, cfg, out, &device, stop_after, &mut |p: &Progress| {
         if !tty && (p.note == "validating" || p.step % 100 == 0) {
             // No progress bar without a terminal (logs, CI): a line every 100 steps and per epoch.
-            eprintln!("{:?} epoch {}/{} step {}/{}: loss {:.3} acc {:.3} {:.0} img/s {}", p.phase, p.epoch + 1, p.epochs, p.step, p.steps, p.loss, p.accuracy, p.images_per_second, p.note);
+            eprintln!("{:?} epoch {}/{} step {}/{}: loss {:.3} acc {:.1}% {:.0} img/s {}", p.phase, p.epoch + 1, p.epochs, p.step, p.steps, p.loss, 100.0 * p.accuracy, p.images_per_second, p.note);
         }
         b.set_length(p.steps as u64);
         b.set_position(p.step as u64);
@@ -361,7 +361,7 @@ pub fn train_supernet(space: &Space, data: &DataSet, cfg: &TrainConfig, out: &Pa
         );
     }
     match trained.state.test_accuracy {
-        Some(t) => eprintln!("training complete: full network test accuracy {t:.4} ({} backend); checkpoint {}", bitfusion_models::backend_name(), out.display()),
+        Some(t) => eprintln!("training complete: full network test accuracy {:.2}% ({} backend); checkpoint {}", 100.0 * t, bitfusion_models::backend_name(), out.display()),
         None => eprintln!("stopped after this run's epochs ({:.0} s); run the same command again to resume from {}", started.elapsed().as_secs_f64(), out.display()),
     }
     Ok(true)
