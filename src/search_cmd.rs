@@ -278,14 +278,14 @@ fn space_of(pairs: &[Pair], given: Option<&str>) -> anyhow::Result<Space> {
 
 fn print_metrics(kind: &str, quantized: bool, transferred: bool, m: &predictor::Metrics, out: &Path) {
     println!(
-        "{} {kind} predictor{} on {} pairs ({} held out): RMSE {:.4}, Kendall tau {:.3}, pairwise accuracy {:.3}; wrote {}",
+        "{} {kind} predictor{} on {} pairs ({} held out): RMSE {:.2} points of accuracy, Kendall tau {:.3}, pairwise accuracy {:.1}%; wrote {}",
         if quantized { "quantization-aware" } else { "fp32" },
         if transferred { " (transferred)" } else { "" },
         m.train,
         m.test,
-        m.rmse,
+        100.0 * m.rmse,
         m.kendall_tau,
-        m.pairwise_accuracy,
+        100.0 * m.pairwise_accuracy,
         out.display()
     );
 }
