@@ -3,6 +3,7 @@
 //! ([`lut`]). Depends on `bitfusion-simulator`, never the reverse.
 
 pub mod arch;
+pub mod controller;
 pub mod evolution;
 pub mod methods;
 pub mod lut;

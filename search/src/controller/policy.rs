@@ -1,0 +1,214 @@
+//! A policy over a whole search space: one independent categorical distribution (logits) per
+//! decision: each stage's depth, and each block slot's kernel, middle channels and four bit
+//! widths (pointwise weights and activations, depthwise weights and activations).
+
+use crate::arch::{Arch, Block};
+use crate::space::Space;
+use bitfusion_util::Rng;
+
+/// What one decision chooses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum What {
+    Depth { stage: usize },
+    Kernel { slot: usize },
+    Mid { slot: usize },
+    Bits { slot: usize, which: usize },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Decision {
+    what: What,
+    /// The stage and index in it of the block the decision belongs to (None: a depth).
+    block: Option<(usize, usize)>,
+    logits: Vec<f64>,
+}
+
+/// The categorical policy: all logits start at 0 (uniform).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    space: Space,
+    decisions: Vec<Decision>,
+}
+
+/// One architecture drawn from a policy: the index chosen by every decision, and which decisions
+/// were active (a block a shallower depth skips makes no choice).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub arch: Arch,
+    choices: Vec<usize>,
+    active: Vec<bool>,
+}
+
+fn softmax(logits: &[f64]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f64 = e.iter().sum();
+    e.into_iter().map(|x| x / sum).collect()
+}
+
+impl Policy {
+    /// The uniform policy over `space`.
+    pub fn uniform(space: &Space) -> Policy {
+        let slots = space.slots();
+        let mut decisions = Vec::new();
+        for (s, st) in space.stages.iter().enumerate() {
+            decisions.push(Decision { what: What::Depth { stage: s }, block: None, logits: vec![0.0; st.depths.len()] });
+        }
+        for (k, sl) in slots.iter().enumerate() {
+            let block = Some((sl.stage, sl.index));
+            decisions.push(Decision { what: What::Kernel { slot: k }, block, logits: vec![0.0; space.kernels.len()] });
+            decisions.push(Decision { what: What::Mid { slot: k }, block, logits: vec![0.0; sl.mids.len()] });
+            for which in 0..4 {
+                decisions.push(Decision { what: What::Bits { slot: k, which }, block, logits: vec![0.0; space.bits.len()] });
+            }
+        }
+        Policy { space: space.clone(), decisions }
+    }
+
+    /// Number of decisions (every slot's, active or not).
+    pub fn len(&self) -> usize {
+        self.decisions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.decisions.is_empty()
+    }
+
+    /// The architecture of `choices` (one index per decision) and which decisions it uses.
+    fn build(&self, choices: &[usize]) -> Sample {
+        let space = &self.space;
+        let slots = space.slots();
+        let depth: Vec<usize> = self
+            .decisions
+            .iter()
+            .zip(choices)
+            .filter_map(|(d, &c)| match d.what {
+                What::Depth { stage } => Some(space.stages[stage].depths[c] as usize),
+                _ => None,
+            })
+            .collect();
+        let active: Vec<bool> = self.decisions.iter().map(|d| d.block.is_none_or(|(s, i)| i < depth[s])).collect();
+        let mut stages: Vec<Vec<Block>> = depth.iter().map(|&n| Vec::with_capacity(n)).collect();
+        for (k, sl) in slots.iter().enumerate() {
+            if sl.index >= depth[sl.stage] {
+                continue;
+            }
+            let pick = |what: What| -> usize {
+                let i = self.decisions.iter().position(|d| d.what == what).expect("decision of the slot");
+                choices[i]
+            };
+            let bits = |which| space.bits[pick(What::Bits { slot: k, which })];
+            stages[sl.stage].push(Block {
+                kernel: space.kernels[pick(What::Kernel { slot: k })],
+                mid: sl.mids[pick(What::Mid { slot: k })],
+                pw_w: bits(0),
+                pw_a: bits(1),
+                dw_w: bits(2),
+                dw_a: bits(3),
+            });
+        }
+        Sample { arch: Arch { space: space.name.clone(), stages }, choices: choices.to_vec(), active }
+    }
+
+    /// Draw an architecture.
+    pub fn sample(&self, rng: &mut Rng) -> Sample {
+        let choices: Vec<usize> = self.decisions.iter().map(|d| rng.categorical(&softmax(&d.logits))).collect();
+        self.build(&choices)
+    }
+
+    /// The most likely architecture (ties: the first choice).
+    pub fn argmax(&self) -> Arch {
+        let choices: Vec<usize> = self
+            .decisions
+            .iter()
+            .map(|d| d.logits.iter().enumerate().fold(0, |best, (i, &l)| if l > d.logits[best] { i } else { best }))
+            .collect();
+        self.build(&choices).arch
+    }
+
+    /// log p(sample): the sum over the decisions the sample used.
+    pub fn log_prob(&self, s: &Sample) -> f64 {
+        self.decisions.iter().zip(&s.choices).zip(&s.active).filter(|(_, a)| **a).map(|((d, &c), _)| softmax(&d.logits)[c].ln()).sum()
+    }
+
+    /// Entropy of the policy (nats), summed over every decision.
+    pub fn entropy(&self) -> f64 {
+        self.decisions.iter().map(|d| -softmax(&d.logits).iter().filter(|p| **p > 0.0).map(|p| p * p.ln()).sum::<f64>()).sum()
+    }
+
+    /// Gradient ascent step: `logits += lr * (sum over samples of weight x d log p(sample) +
+    /// entropy_coef x d entropy)`. d log p / d logit_j = [j = chosen] - p_j for a decision the
+    /// sample used; d H / d logit_j = -p_j (ln p_j + H_d) for each decision.
+    pub fn step(&mut self, samples: &[(Sample, f64)], lr: f64, entropy_coef: f64) {
+        for (k, d) in self.decisions.iter_mut().enumerate() {
+            let p = softmax(&d.logits);
+            let h: f64 = -p.iter().filter(|x| **x > 0.0).map(|x| x * x.ln()).sum::<f64>();
+            let mut grad = vec![0.0; p.len()];
+            for (s, w) in samples {
+                if !s.active[k] {
+                    continue;
+                }
+                for (j, g) in grad.iter_mut().enumerate() {
+                    *g += w * (f64::from(u8::from(j == s.choices[k])) - p[j]);
+                }
+            }
+            for (j, g) in grad.iter_mut().enumerate() {
+                *g += entropy_coef * -p[j] * (p[j].max(1e-300).ln() + h);
+            }
+            for (l, g) in d.logits.iter_mut().zip(grad) {
+                *l += lr * g;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::TINY_SPACE;
+
+    fn tiny() -> Space {
+        Space::from_toml(TINY_SPACE, "tiny").unwrap()
+    }
+
+    #[test]
+    fn samples_are_valid_architectures_with_normalised_probabilities() {
+        let space = tiny();
+        let p = Policy::uniform(&space);
+        let mut rng = Rng::new(1);
+        for _ in 0..200 {
+            let s = p.sample(&mut rng);
+            s.arch.check(&space).unwrap();
+            // Uniform: log p = -sum over active decisions of ln(choices).
+            let expect: f64 = p.decisions.iter().zip(&s.active).filter(|(_, a)| **a).map(|(d, _)| -(d.logits.len() as f64).ln()).sum();
+            assert!((p.log_prob(&s) - expect).abs() < 1e-12);
+        }
+        let h: f64 = p.decisions.iter().map(|d| (d.logits.len() as f64).ln()).sum();
+        assert!((p.entropy() - h).abs() < 1e-12);
+        p.argmax().check(&space).unwrap();
+    }
+
+    #[test]
+    fn a_rewarded_sample_becomes_more_likely_and_entropy_bonus_flattens() {
+        let space = tiny();
+        let mut p = Policy::uniform(&space);
+        let s = p.sample(&mut Rng::new(2));
+        let before = p.log_prob(&s);
+        p.step(&[(s.clone(), 1.0)], 0.5, 0.0);
+        assert!(p.log_prob(&s) > before);
+        let peaked = p.entropy();
+        p.step(&[], 0.5, 1.0);
+        assert!(p.entropy() > peaked);
+        // The finite-difference gradient of log p equals the analytic one.
+        let mut q = Policy::uniform(&space);
+        q.step(&[(s.clone(), 1.0)], 0.3, 0.0);
+        let (k, j) = (s.active.iter().position(|a| *a).unwrap(), 0);
+        let eps = 1e-6;
+        let mut plus = q.clone();
+        plus.decisions[k].logits[j] += eps;
+        let numeric = (plus.log_prob(&s) - q.log_prob(&s)) / eps;
+        let pk = softmax(&q.decisions[k].logits);
+        let analytic = f64::from(u8::from(j == s.choices[k])) - pk[j];
+        assert!((numeric - analytic).abs() < 1e-4, "{numeric} vs {analytic}");
+    }
+}

@@ -1,0 +1,95 @@
+//! REINFORCE (Williams, 1992) over the [`Policy`]: the reward of an architecture is its predicted
+//! accuracy minus `lambda` x its relative overrun of the budget, max(J(a)/c - 1, 0) summed over
+//! the constrained metrics (J from the LUT); a moving-average baseline reduces the variance (the
+//! advantages are scaled by the batch's reward spread), an
+//! entropy bonus keeps the policy exploring, and `lambda` follows a dual ascent on the
+//! constraint: it grows while the batch's mean relative excess E[J/c - 1] is positive and
+//! shrinks (to no less than 0) while the samples fit with room to spare.
+//!
+//! The search returns what evolution returns: the best feasible architectures it evaluated
+//! (`best_distinct`), the predictor queries, and the best feasible accuracy after each step.
+
+use super::policy::{Policy, Sample};
+use crate::evolution::{Budget, Candidate, Evaluator, Freedom, Outcome, SearchError, best_distinct, check_feasible};
+use bitfusion_util::Rng;
+
+/// REINFORCE's settings (the defaults are sized for the `micro` space: 300 steps of 16 samples,
+/// 4,800 samples, about the queries of a default evolution).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReinforceConfig {
+    /// Policy updates.
+    pub steps: usize,
+    /// Architectures sampled per update.
+    pub samples: usize,
+    /// Learning rate of the logits (plain gradient ascent).
+    pub lr: f64,
+    /// Weight of the entropy bonus.
+    pub entropy: f64,
+    /// Decay of the moving-average reward baseline.
+    pub baseline_decay: f64,
+    /// Initial penalty weight (accuracy per unit of relative overrun).
+    pub lambda: f64,
+    /// Step of the dual ascent on `lambda` (0: fixed).
+    pub dual_lr: f64,
+    pub seed: u64,
+    /// Candidates handed to re-ranking.
+    pub top_k: usize,
+}
+
+impl Default for ReinforceConfig {
+    fn default() -> Self {
+        ReinforceConfig { steps: 300, samples: 16, lr: 0.5, entropy: 0.001, baseline_decay: 0.9, lambda: 1.0, dual_lr: 0.5, seed: 1, top_k: 5 }
+    }
+}
+
+/// Sum over the constrained metrics of J/c - 1 (signed: negative when under the budget).
+fn excess(c: &Candidate, b: &Budget) -> f64 {
+    b.latency_ms.map_or(0.0, |x| c.latency_ms / x - 1.0) + b.energy_mj.map_or(0.0, |x| c.energy_mj / x - 1.0)
+}
+
+fn fits(c: &Candidate, b: &Budget) -> bool {
+    b.latency_ms.is_none_or(|x| c.latency_ms <= x) && b.energy_mj.is_none_or(|x| c.energy_mj <= x)
+}
+
+/// Train a policy with REINFORCE under `budget`; infeasible budgets fail at once with the
+/// cheapest value, as evolution's do.
+pub fn reinforce(ev: &mut Evaluator, b: &Budget, cfg: &ReinforceConfig) -> Result<Outcome, SearchError> {
+    let start = std::time::Instant::now();
+    let space = ev.space;
+    check_feasible(space, ev.lut, &Freedom::joint(space), b)?;
+    let mut policy = Policy::uniform(space);
+    let mut rng = Rng::new(cfg.seed ^ 0x7e1f_04ce);
+    let mut lambda = cfg.lambda;
+    let mut baseline: Option<f64> = None;
+    let mut feasible: Vec<Candidate> = Vec::new();
+    let mut history = Vec::with_capacity(cfg.steps);
+    let mut best_so_far = f64::NEG_INFINITY;
+    for _ in 0..cfg.steps {
+        let samples: Vec<Sample> = (0..cfg.samples.max(1)).map(|_| policy.sample(&mut rng)).collect();
+        let archs: Vec<_> = samples.iter().map(|s| s.arch.clone()).collect();
+        let cands = ev.evaluate(&archs)?;
+        let rewards: Vec<f64> = cands.iter().map(|c| c.accuracy - lambda * excess(c, b).max(0.0)).collect();
+        let mean = rewards.iter().sum::<f64>() / rewards.len() as f64;
+        let base = baseline.unwrap_or(mean);
+        let n = samples.len() as f64;
+        // Advantages against the baseline, scaled by the batch's reward spread, so the step size
+        // does not depend on the predictor's scale.
+        let spread = (rewards.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n).sqrt().max(1e-6);
+        let weighted: Vec<(Sample, f64)> = samples.into_iter().zip(&rewards).map(|(s, r)| (s, (r - base) / spread / n)).collect();
+        policy.step(&weighted, cfg.lr, cfg.entropy);
+        baseline = Some(cfg.baseline_decay * base + (1.0 - cfg.baseline_decay) * mean);
+        let mean_excess = cands.iter().map(|c| excess(c, b)).sum::<f64>() / n;
+        lambda = (lambda + cfg.dual_lr * mean_excess).max(0.0);
+        for c in cands.into_iter().filter(|c| fits(c, b)) {
+            best_so_far = best_so_far.max(c.accuracy);
+            feasible.push(c);
+        }
+        history.push(best_so_far);
+    }
+    // The policy's output: its most likely architecture, if it fits.
+    let mode = ev.evaluate(&[policy.argmax()])?;
+    feasible.extend(mode.into_iter().filter(|c| fits(c, b)));
+    let top = best_distinct(feasible, cfg.top_k);
+    let best = top.first().cloned().ok_or(SearchError::NoneFeasible)?;
+    Ok(Outcome { best, top, history, queries: ev.queries, seconds: start.elapsed().as_secs_f64() })
+}
