@@ -67,6 +67,13 @@ pub struct Budget {
     pub energy_mj: Option<f64>,
 }
 
+impl Budget {
+    /// Does a latency (ms) and energy (mJ) meet every limit?
+    pub fn admits(&self, latency_ms: f64, energy_mj: f64) -> bool {
+        self.latency_ms.is_none_or(|x| latency_ms <= x) && self.energy_mj.is_none_or(|x| energy_mj <= x)
+    }
+}
+
 /// One evaluated architecture.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
@@ -196,7 +203,7 @@ impl<'a> Evaluator<'a> {
 
     pub fn fits(&self, arch: &Arch, b: &Budget) -> Result<bool, SearchError> {
         let (lat, en) = self.cost(arch)?;
-        Ok(b.latency_ms.is_none_or(|x| lat <= x) && b.energy_mj.is_none_or(|x| en <= x))
+        Ok(b.admits(lat, en))
     }
 
     /// Evaluate architectures (predictions of new ones in one parallel batch).
@@ -566,7 +573,7 @@ pub fn evolve(ev: &mut Evaluator, f: &Freedom, b: &Budget, cfg: &EvoConfig) -> R
     let mut archive: HashMap<Arch, Candidate> = HashMap::new();
     let keep = |c: &[Candidate], archive: &mut HashMap<Arch, Candidate>| {
         for x in c {
-            if !archive.contains_key(&x.arch) && ev_fits(x, b) {
+            if !archive.contains_key(&x.arch) && b.admits(x.latency_ms, x.energy_mj) {
                 archive.insert(x.arch.clone(), x.clone());
             }
         }
@@ -605,11 +612,6 @@ pub fn evolve(ev: &mut Evaluator, f: &Freedom, b: &Budget, cfg: &EvoConfig) -> R
     Ok(Outcome { best, top, history, queries: ev.queries, seconds: start.elapsed().as_secs_f64() })
 }
 
-/// Does a candidate meet the budget?
-fn ev_fits(c: &Candidate, b: &Budget) -> bool {
-    b.latency_ms.is_none_or(|x| c.latency_ms <= x) && b.energy_mj.is_none_or(|x| c.energy_mj <= x)
-}
-
 /// Random search with `queries` predictor queries (feasible samples only); returns the `top_k`
 /// best.
 pub fn random_search(ev: &mut Evaluator, f: &Freedom, b: &Budget, queries: usize, seed: u64, top_k: usize) -> Result<Outcome, SearchError> {
@@ -619,7 +621,7 @@ pub fn random_search(ev: &mut Evaluator, f: &Freedom, b: &Budget, queries: usize
     let space = ev.space;
     let archs: Vec<Arch> = (0..queries.max(1)).map(|_| feasible(ev, f, b, &anchor, 0.1, &mut rng, &|r| random_arch(space, f, r))).collect::<Result<_, _>>()?;
     let scored = ev.evaluate(&archs)?;
-    let top = best_distinct(scored.into_iter().filter(|c| ev_fits(c, b)), top_k);
+    let top = best_distinct(scored.into_iter().filter(|c| b.admits(c.latency_ms, c.energy_mj)), top_k);
     let best = top.first().cloned().ok_or(SearchError::NoneFeasible)?;
     Ok(Outcome { best, top, history: Vec::new(), queries: ev.queries, seconds: start.elapsed().as_secs_f64() })
 }

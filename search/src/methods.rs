@@ -49,7 +49,7 @@ pub fn run(method: &str, space: &Space, lut: &Lut, predictor: &dyn Predictor, bu
         let start = std::time::Instant::now();
         let mut ev = Evaluator::new(space, lut, predictor);
         let c = ev.evaluate(&[arch])?.remove(0);
-        let fits = budget.latency_ms.is_none_or(|x| c.latency_ms <= x) && budget.energy_mj.is_none_or(|x| c.energy_mj <= x);
+        let fits = budget.admits(c.latency_ms, c.energy_mj);
         Ok(MethodResult {
             method: method.into(),
             note: if fits { String::new() } else { format!("over budget ({:.4} ms, {:.4} mJ)", c.latency_ms, c.energy_mj) },

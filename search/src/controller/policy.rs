@@ -6,18 +6,8 @@ use crate::arch::{Arch, Block};
 use crate::space::Space;
 use bitfusion_util::Rng;
 
-/// What one decision chooses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum What {
-    Depth { stage: usize },
-    Kernel { slot: usize },
-    Mid { slot: usize },
-    Bits { slot: usize, which: usize },
-}
-
 #[derive(Clone, Debug, PartialEq)]
 struct Decision {
-    what: What,
     /// The stage and index in it of the block the decision belongs to (None: a depth).
     block: Option<(usize, usize)>,
     logits: Vec<f64>,
@@ -47,19 +37,20 @@ fn softmax(logits: &[f64]) -> Vec<f64> {
 }
 
 impl Policy {
-    /// The uniform policy over `space`.
+    /// The uniform policy over `space`: one decision per stage (its depth), then six per block
+    /// slot (kernel, middle channels, pw_w, pw_a, dw_w, dw_a bits), in slot order.
     pub fn uniform(space: &Space) -> Policy {
         let slots = space.slots();
         let mut decisions = Vec::new();
-        for (s, st) in space.stages.iter().enumerate() {
-            decisions.push(Decision { what: What::Depth { stage: s }, block: None, logits: vec![0.0; st.depths.len()] });
+        for st in &space.stages {
+            decisions.push(Decision { block: None, logits: vec![0.0; st.depths.len()] });
         }
-        for (k, sl) in slots.iter().enumerate() {
+        for sl in &slots {
             let block = Some((sl.stage, sl.index));
-            decisions.push(Decision { what: What::Kernel { slot: k }, block, logits: vec![0.0; space.kernels.len()] });
-            decisions.push(Decision { what: What::Mid { slot: k }, block, logits: vec![0.0; sl.mids.len()] });
-            for which in 0..4 {
-                decisions.push(Decision { what: What::Bits { slot: k, which }, block, logits: vec![0.0; space.bits.len()] });
+            decisions.push(Decision { block, logits: vec![0.0; space.kernels.len()] });
+            decisions.push(Decision { block, logits: vec![0.0; sl.mids.len()] });
+            for _bits in 0..4 {
+                decisions.push(Decision { block, logits: vec![0.0; space.bits.len()] });
             }
         }
         Policy { space: space.clone(), decisions }
@@ -74,40 +65,30 @@ impl Policy {
         self.decisions.is_empty()
     }
 
-    /// The architecture of `choices` (one index per decision) and which decisions it uses.
+    /// The architecture of `choices` (one index per decision) and which decisions it uses. The
+    /// decisions are laid out as [`Policy::uniform`] makes them: one depth per stage, then six per
+    /// slot (kernel, middle channels, pw_w, pw_a, dw_w, dw_a).
     fn build(&self, choices: &[usize]) -> Sample {
         let space = &self.space;
-        let slots = space.slots();
-        let depth: Vec<usize> = self
-            .decisions
-            .iter()
-            .zip(choices)
-            .filter_map(|(d, &c)| match d.what {
-                What::Depth { stage } => Some(space.stages[stage].depths[c] as usize),
-                _ => None,
-            })
-            .collect();
+        let stages = space.stages.len();
+        let depth: Vec<usize> = space.stages.iter().zip(choices).map(|(st, &c)| st.depths[c] as usize).collect();
         let active: Vec<bool> = self.decisions.iter().map(|d| d.block.is_none_or(|(s, i)| i < depth[s])).collect();
-        let mut stages: Vec<Vec<Block>> = depth.iter().map(|&n| Vec::with_capacity(n)).collect();
-        for (k, sl) in slots.iter().enumerate() {
+        let mut blocks: Vec<Vec<Block>> = depth.iter().map(|&n| Vec::with_capacity(n)).collect();
+        for (k, sl) in space.slots().iter().enumerate() {
             if sl.index >= depth[sl.stage] {
                 continue;
             }
-            let pick = |what: What| -> usize {
-                let i = self.decisions.iter().position(|d| d.what == what).expect("decision of the slot");
-                choices[i]
-            };
-            let bits = |which| space.bits[pick(What::Bits { slot: k, which })];
-            stages[sl.stage].push(Block {
-                kernel: space.kernels[pick(What::Kernel { slot: k })],
-                mid: sl.mids[pick(What::Mid { slot: k })],
-                pw_w: bits(0),
-                pw_a: bits(1),
-                dw_w: bits(2),
-                dw_a: bits(3),
+            let c = &choices[stages + 6 * k..stages + 6 * k + 6];
+            blocks[sl.stage].push(Block {
+                kernel: space.kernels[c[0]],
+                mid: sl.mids[c[1]],
+                pw_w: space.bits[c[2]],
+                pw_a: space.bits[c[3]],
+                dw_w: space.bits[c[4]],
+                dw_a: space.bits[c[5]],
             });
         }
-        Sample { arch: Arch { space: space.name.clone(), stages }, choices: choices.to_vec(), active }
+        Sample { arch: Arch { space: space.name.clone(), stages: blocks }, choices: choices.to_vec(), active }
     }
 
     /// Draw an architecture.

@@ -47,10 +47,6 @@ fn excess(c: &Candidate, b: &Budget) -> f64 {
     b.latency_ms.map_or(0.0, |x| c.latency_ms / x - 1.0) + b.energy_mj.map_or(0.0, |x| c.energy_mj / x - 1.0)
 }
 
-fn fits(c: &Candidate, b: &Budget) -> bool {
-    b.latency_ms.is_none_or(|x| c.latency_ms <= x) && b.energy_mj.is_none_or(|x| c.energy_mj <= x)
-}
-
 /// Train a policy with REINFORCE under `budget`; infeasible budgets fail at once with the
 /// cheapest value, as evolution's do.
 pub fn reinforce(ev: &mut Evaluator, b: &Budget, cfg: &ReinforceConfig) -> Result<Outcome, SearchError> {
@@ -80,7 +76,7 @@ pub fn reinforce(ev: &mut Evaluator, b: &Budget, cfg: &ReinforceConfig) -> Resul
         baseline = Some(cfg.baseline_decay * base + (1.0 - cfg.baseline_decay) * mean);
         let mean_excess = cands.iter().map(|c| excess(c, b)).sum::<f64>() / n;
         lambda = (lambda + cfg.dual_lr * mean_excess).max(0.0);
-        for c in cands.into_iter().filter(|c| fits(c, b)) {
+        for c in cands.into_iter().filter(|c| b.admits(c.latency_ms, c.energy_mj)) {
             best_so_far = best_so_far.max(c.accuracy);
             feasible.push(c);
         }
@@ -88,7 +84,7 @@ pub fn reinforce(ev: &mut Evaluator, b: &Budget, cfg: &ReinforceConfig) -> Resul
     }
     // The policy's output: its most likely architecture, if it fits.
     let mode = ev.evaluate(&[policy.argmax()])?;
-    feasible.extend(mode.into_iter().filter(|c| fits(c, b)));
+    feasible.extend(mode.into_iter().filter(|c| b.admits(c.latency_ms, c.energy_mj)));
     let top = best_distinct(feasible, cfg.top_k);
     let best = top.first().cloned().ok_or(SearchError::NoneFeasible)?;
     Ok(Outcome { best, top, history, queries: ev.queries, seconds: start.elapsed().as_secs_f64() })
