@@ -304,13 +304,17 @@ impl HwConfig {
     /// Parse TOML text (`origin` names it in errors), apply overrides, validate.
     pub fn from_toml_str(text: &str, origin: &str, overrides: &[String]) -> Result<Self, ConfigError> {
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| toml_error(origin, text, &e))?;
-        // Type and unknown-key errors in the file itself name the key and its line in the file.
-        toml::from_str::<FileDoc>(text).map_err(|e| de_error(origin, text, &e, true))?;
+        // A type or unknown-key error in the file itself names the key and its line in the file:
+        // the text is deserialized again (its errors carry spans) only when the table fails.
+        let file_error = |e: ConfigError| match toml::from_str::<FileDoc>(text) {
+            Err(de) => de_error(origin, text, &de, true),
+            Ok(_) => e,
+        };
         if overrides.is_empty() {
-            return Self::from_table(table, origin);
+            return Self::from_table(table, origin).map_err(file_error);
         }
         // Errors in the file itself are the file's; errors that appear with the overrides are theirs.
-        Self::from_table(table.clone(), origin)?;
+        Self::from_table(table.clone(), origin).map_err(file_error)?;
         for o in overrides {
             apply_override(&mut table, o)?;
         }
@@ -329,10 +333,18 @@ impl HwConfig {
 
     /// Validate a TOML document.
     pub fn from_table(table: toml::Table, origin: &str) -> Result<Self, ConfigError> {
-        // Deserialize through the document's text so that a type error carries a span, from
-        // which the dotted key is recovered (a `toml::Value` has no spans).
-        let text = toml::to_string(&table).map_err(|e| ConfigError::new(origin, e.to_string()))?;
-        let doc: FileDoc = toml::from_str(&text).map_err(|e| de_error(origin, &text, &e, false))?;
+        let doc = match FileDoc::deserialize(toml::Value::Table(table.clone())) {
+            Ok(doc) => doc,
+            // A `toml::Value` has no spans: deserialize the document's text again, whose error
+            // carries one, to name the dotted key (only on this error path).
+            Err(e) => {
+                let text = toml::to_string(&table).map_err(|e| ConfigError::new(origin, e.to_string()))?;
+                return Err(match toml::from_str::<FileDoc>(&text) {
+                    Err(de) => de_error(origin, &text, &de, false),
+                    Ok(_) => ConfigError::new(origin, plain_types(&e.message().trim().replace('\n', " "))),
+                });
+            }
+        };
         let o = origin;
         let array = ArrayConfig {
             rows: check_int(o, "array.rows", doc.array.rows, 1, MAX_ARRAY_SIDE)? as u32,
