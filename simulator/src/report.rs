@@ -35,13 +35,10 @@ pub const CSV_COLUMNS: &[&str] = &[
     "mapping",
 ];
 
-/// A number of the CSV: 9 significant digits, float noise (716.9587256259999) rounded away.
-fn num(x: f64) -> String {
-    format!("{}", bitfusion_util::round_sig(x, 9))
-}
-
-fn opt(v: Option<f64>) -> String {
-    v.map(num).unwrap_or_default()
+/// A number of a result CSV (this one and a sweep's results.csv): 9 significant digits, float
+/// noise (716.9587256259999) rounded away, far below any model's resolution; empty when absent.
+pub(crate) fn opt(v: Option<f64>) -> String {
+    v.map(|x| format!("{}", bitfusion_util::round_sig(x, 9))).unwrap_or_default()
 }
 
 fn csv_row(s: &LayerStats, area: Option<f64>) -> Vec<String> {
@@ -53,7 +50,7 @@ fn csv_row(s: &LayerStats, area: Option<f64>) -> Vec<String> {
         s.cycles.0.to_string(),
         s.compute_cycles.0.to_string(),
         s.stall_cycles.0.to_string(),
-        num(s.latency_ms),
+        opt(Some(s.latency_ms)),
         c.dram_read.0.to_string(),
         c.dram_write.0.to_string(),
         c.wbuf_read.0.to_string(),
@@ -68,7 +65,7 @@ fn csv_row(s: &LayerStats, area: Option<f64>) -> Vec<String> {
         opt(e.map(|e| e.obuf.0)),
         opt(e.map(|e| e.dram.0)),
         opt(e.map(|e| e.total().0)),
-        num(s.utilization),
+        opt(Some(s.utilization)),
         st.map(|x| x.dram_read.0.to_string()).unwrap_or_default(),
         st.map(|x| x.dram_write.0.to_string()).unwrap_or_default(),
         st.map(|x| x.fill_drain.0.to_string()).unwrap_or_default(),

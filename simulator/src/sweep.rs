@@ -37,7 +37,9 @@ use crate::layer::Layer;
 use crate::model::Objective;
 use crate::model::{CostModel, build, simulate_layers};
 use crate::networks::network;
-use bitfusion_util::{OutputLock, non_dominated, round_sig, write_atomic};
+// A number of results.csv is written as every result CSV writes one.
+use crate::report::opt as fmt;
+use bitfusion_util::{OutputLock, non_dominated, write_atomic};
 use crate::workload::{WorkloadOverrides, read_topology};
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -506,37 +508,27 @@ pub type ResultRow = BTreeMap<String, String>;
 pub const POINT_COLUMNS: &[&str] =
     &["point", "area_mm2", "rows", "cols", "fusion_bits", "brick_bits", "frequency_mhz", "dram_bits_per_cycle", "skipped"];
 
-fn point_rows(points: &[Point]) -> Vec<ResultRow> {
-    points
-        .iter()
-        .map(|pt| {
-            let h = &pt.hw;
-            [
-                ("point", pt.id()),
-                ("area_mm2", fmt(pt.area_mm2)),
-                ("rows", h.array.rows.to_string()),
-                ("cols", h.array.cols.to_string()),
-                ("fusion_bits", h.array.fusion_bits.to_string()),
-                ("brick_bits", h.array.brick_bits.to_string()),
-                ("frequency_mhz", h.frequency_mhz.to_string()),
-                ("dram_bits_per_cycle", h.memory.dram_bits_per_cycle.to_string()),
-                ("skipped", pt.skip.clone().unwrap_or_default()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect()
-        })
-        .collect()
+/// A point's row of points.csv (its config dropped).
+fn point_row(pt: &Point) -> ResultRow {
+    let h = &pt.hw;
+    [
+        ("point", pt.id()),
+        ("area_mm2", fmt(pt.area_mm2)),
+        ("rows", h.array.rows.to_string()),
+        ("cols", h.array.cols.to_string()),
+        ("fusion_bits", h.array.fusion_bits.to_string()),
+        ("brick_bits", h.array.brick_bits.to_string()),
+        ("frequency_mhz", h.frequency_mhz.to_string()),
+        ("dram_bits_per_cycle", h.memory.dram_bits_per_cycle.to_string()),
+        ("skipped", pt.skip.clone().unwrap_or_default()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// Per-layer rows for rooflines: (row key, layer, macs, cycles, dram bits, peak products per cycle).
 pub const LAYER_COLUMNS: &[&str] = &["point", "workload", "precision", "layer", "macs", "cycles", "dram_bits", "w_bits", "a_bits"];
-
-/// A number of results.csv: 9 significant digits (float noise such as 0.13259949999999998
-/// rounded away; far below any model's resolution).
-fn fmt(x: Option<f64>) -> String {
-    x.map(|v| format!("{}", round_sig(v, 9))).unwrap_or_default()
-}
 
 /// Run one row; returns the results row and the per-layer rows.
 pub fn run_job(sweep: &Sweep, point: &Point, job: &Job) -> (ResultRow, Vec<ResultRow>) {
@@ -733,7 +725,7 @@ pub fn run(sweep: &Sweep, dir: &Path, shard: Option<Shard>, progress: &(dyn Fn(u
         .par_iter()
         .map(|g| {
             let point = sweep.point(g[0].point)?;
-            Ok((g.iter().map(|j| sweep.row_key(&point, j)).collect(), point_summary(point)))
+            Ok((g.iter().map(|j| sweep.row_key(&point, j)).collect(), point_row(&point)))
         })
         .collect();
     let mut order = BTreeMap::new();
@@ -782,10 +774,6 @@ pub fn run(sweep: &Sweep, dir: &Path, shard: Option<Shard>, progress: &(dyn Fn(u
     Ok(summary)
 }
 
-/// A point's row of points.csv (its config dropped).
-fn point_summary(point: Point) -> ResultRow {
-    point_rows(std::slice::from_ref(&point)).remove(0)
-}
 
 /// Merge the results of several shard directories into `out` (rows deduplicated by their key;
 /// the same key with different numbers is an error).
@@ -824,7 +812,6 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, SweepError> {
         }
     }
     let header = header.unwrap_or_default();
-    std::fs::create_dir_all(out).map_err(|e| io(out, format!("cannot create: {e}")))?;
     let rows: Vec<ResultRow> = rows.into_values().collect();
     write_rows(&out.join("results.csv"), &header, &rows)?;
     let layer_header: Vec<String> = LAYER_COLUMNS.iter().map(|s| s.to_string()).collect();
