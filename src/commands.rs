@@ -346,9 +346,6 @@ pub fn lut_build(space: &str, hw: &HwArgs, model: Option<&str>, objective: &str,
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     };
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
     // Two builds into one file would each rewrite it and drop the other's entries.
     let _lock = bitfusion_util::OutputLock::file(out)?;
     let started = std::time::Instant::now();

@@ -79,9 +79,7 @@ impl Container {
     /// Write atomically and durably (`bitfusion_util::write_atomic`), creating the directory.
     pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
         let err = |e: std::io::Error| CheckpointError(format!("{}: {e}", path.display()));
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
+        bitfusion_util::create_parent(path).map_err(err)?;
         bitfusion_util::write_atomic(path, &self.to_bytes()).map_err(err)
     }
 

@@ -184,10 +184,7 @@ pub fn sample_pairs(
     let mut fp32: HashMap<usize, f64> = pairs.iter().filter_map(|p| p.fp32_accuracy.map(|a| (cfg.plan.group(p.index), a))).collect();
     // Rewrite the valid prefix (atomically) so a torn line never stays in the file.
     let text: String = pairs.iter().map(|p| serde_json::to_string(p).expect("pair serialises") + "\n").collect();
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    bitfusion_util::write_atomic(out, text.as_bytes()).map_err(|e| format!("{}: {e}", out.display()))?;
+    bitfusion_util::create_parent(out).and_then(|_| bitfusion_util::write_atomic(out, text.as_bytes())).map_err(|e| format!("{}: {e}", out.display()))?;
     let mut file = std::fs::OpenOptions::new().append(true).open(out).map_err(|e| format!("{}: {e}", out.display()))?;
     for index in 0..cfg.n {
         if done.contains(&index) {

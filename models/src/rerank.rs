@@ -106,10 +106,7 @@ impl<'a> Measurer<'a> {
         self.made += 1;
         if let Some(p) = &self.path {
             let text = serde_json::to_string_pretty(&self.cache).expect("measurements serialise");
-            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            }
-            bitfusion_util::write_atomic(p, text.as_bytes()).map_err(|e| format!("{}: {e}", p.display()))?;
+            bitfusion_util::create_parent(p).and_then(|_| bitfusion_util::write_atomic(p, text.as_bytes())).map_err(|e| format!("{}: {e}", p.display()))?;
         }
         Ok(v)
     }

@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The parent directory must exist.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let (dir, file_name) = dir_and_name(path);
     let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!(".{file_name}.tmp{}.{unique}", std::process::id()));
     let written = (|| {
@@ -31,6 +30,20 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// The directory of `path` (`.` for a bare name) and its file name.
+fn dir_and_name(path: &Path) -> (&Path, String) {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    (dir, path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into()))
+}
+
+/// Create the directory `path` goes in, if it has one and it is missing; the error names it.
+pub fn create_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))),
+        None => Ok(()),
+    }
 }
 
 /// Another process holds an output's lock.
@@ -60,11 +73,11 @@ impl OutputLock {
         Self::take(dir, dir.join(".lock"))
     }
 
-    /// Lock the output file `path` (through a hidden `.NAME.lock` beside it; its directory must
-    /// exist), or fail at once with [`LockError::Busy`].
+    /// Create `path`'s directory if needed and lock the output file `path` (through a hidden
+    /// `.NAME.lock` beside it), or fail at once with [`LockError::Busy`].
     pub fn file(path: &Path) -> Result<OutputLock, LockError> {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        create_parent(path).map_err(|source| LockError::Io { path: path.to_path_buf(), source })?;
+        let (dir, name) = dir_and_name(path);
         Self::take(path, dir.join(format!(".{name}.lock")))
     }
 

@@ -8,7 +8,7 @@ pub mod num;
 pub mod pareto;
 pub mod rng;
 
-pub use fs::{LockError, OutputLock, write_atomic};
+pub use fs::{LockError, OutputLock, create_parent, write_atomic};
 pub use num::{Sig, round_sig};
 pub use pareto::non_dominated;
 pub use rng::{Rng, splitmix};
