@@ -22,7 +22,7 @@ use bitfusion_models::rerank::{Measurer, Split};
 use bitfusion_models::train::{self, TrainConfig};
 use bitfusion_search::evolution::{self, Budget, EvoConfig, Evaluator, Freedom, cheapest, largest};
 use bitfusion_search::lut::{BuildSpec, Lut, build_lut, hw_hash};
-use bitfusion_search::methods::METHODS;
+use bitfusion_search::methods::{CONTROLLERS, METHODS};
 use bitfusion_search::{Arch, Space};
 use bitfusion_simulator::Objective;
 use bitfusion_simulator::config::{CostModelName, load_hw};
@@ -522,9 +522,10 @@ fn pct(x: Option<f64>) -> String {
     x.map(|v| format!("{:.2}", 100.0 * v)).unwrap_or_else(|| "-".into())
 }
 
-/// The methods the joint search is compared with (every other method of the table).
+/// The methods the joint search is compared with: the APQ table's (every method but the joint
+/// evolution and the learned-policy controllers, which have their own comparison).
 fn baselines() -> Vec<&'static str> {
-    METHODS.iter().copied().filter(|m| *m != "joint").collect()
+    METHODS.iter().copied().filter(|m| *m != "joint" && !CONTROLLERS.contains(m)).collect()
 }
 
 impl Report {
@@ -546,6 +547,45 @@ impl Report {
                 (*b, margin, best.map(|x| x.1).unwrap_or_default(), joint.zip(seq).map(|(j, s)| j - s))
             })
             .collect()
+    }
+
+    /// The learned-policy controllers against the joint evolution, per budget: measured test
+    /// accuracy, predictor queries and search time side by side.
+    fn controllers_markdown(&self) -> String {
+        let mut s = String::from("### The joint evolution against the learned-policy controllers (test split)\n\n");
+        s += "The same predictor, LUT and budgets; REINFORCE samples as many architectures as the evolution made queries, the Gumbel-softmax relaxation asks the predictor for every hard sample's neighbours (its straight-through gradient), so its queries are several times the others'.\n\n";
+        let methods: Vec<&str> = std::iter::once("joint").chain(CONTROLLERS.iter().copied()).collect();
+        s += "| budget |";
+        for m in &methods {
+            s += &format!(" {m}: test | queries | s |");
+        }
+        s += " best |\n|---|";
+        s += &"---|---|---|".repeat(methods.len());
+        s += "---|\n";
+        let mut wins = vec![0usize; methods.len()];
+        for b in &self.budgets {
+            let rows = self.rows_of(b);
+            let found: Vec<Option<&&PointRow>> = methods.iter().map(|m| rows.iter().find(|r| r.method == *m)).collect();
+            s += &format!("| {} |", budget_text(b));
+            for r in &found {
+                match r {
+                    Some(r) => s += &format!(" {} | {} | {:.1} |", pct(r.test_accuracy), r.queries, r.seconds),
+                    None => s += " - | - | - |",
+                }
+            }
+            let tests: Vec<Option<f64>> = found.iter().map(|r| r.and_then(|r| r.test_accuracy)).collect();
+            let top = tests.iter().flatten().copied().fold(f64::NEG_INFINITY, f64::max);
+            let best: Vec<&str> = methods.iter().zip(&tests).filter(|(_, t)| t.is_some_and(|t| t == top)).map(|(m, _)| *m).collect();
+            for (i, t) in tests.iter().enumerate() {
+                if t.is_some_and(|t| t == top) {
+                    wins[i] += 1;
+                }
+            }
+            s += &format!(" {} |\n", if best.is_empty() { "-".into() } else { best.join(", ") });
+        }
+        let tally: Vec<String> = methods.iter().zip(&wins).map(|(m, w)| format!("{m} {w}")).collect();
+        s += &format!("\nBest measured winner (ties counted for each): {} of {} budgets.\n\n", tally.join(", "), self.budgets.len());
+        s
     }
 
     fn markdown(&self) -> String {
@@ -641,6 +681,7 @@ impl Report {
             100.0 * mean_seq,
             seq.len()
         );
+        s += &self.controllers_markdown();
         let measured = self.front.iter().filter(|r| r.test_accuracy.is_some()).count();
         s += &format!("Pareto front (NSGA-II, unconstrained, predicted): {} non-dominated architectures in front.csv; {measured} of them (every few by latency) measured on the test split.\n\n## Figures\n\n", self.front.len());
         for f in &self.figures {

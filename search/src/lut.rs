@@ -213,14 +213,14 @@ pub fn enumerate(space: &Space) -> BTreeSet<LayerKey> {
 }
 
 /// The fixed layers before the searchable blocks.
-fn arch_trunk(space: &Space, batch: u32) -> Vec<Layer> {
+pub(crate) fn arch_trunk(space: &Space, batch: u32) -> Vec<Layer> {
     let any = Arch::random(space, &mut 0);
     let n = if space.first_block.is_some() { 3 } else { 1 };
     any.layers(space, batch).into_iter().take(n).collect()
 }
 
 /// The fixed layers after the searchable blocks.
-fn arch_head(space: &Space, batch: u32) -> Vec<Layer> {
+pub(crate) fn arch_head(space: &Space, batch: u32) -> Vec<Layer> {
     let any = Arch::random(space, &mut 0);
     let n = if space.head.feature_mix > 0 { 2 } else { 1 };
     let layers = any.layers(space, batch);

@@ -2,16 +2,23 @@
 //! predictor: fixed-precision networks, quantization only (HAQ-like: architecture fixed, bits
 //! searched), pruning only (AMC-like: channels searched at fixed bits), the sequential
 //! multi-stage search (architecture at 8 bits, then channels, then bits), the joint search, and
-//! random search with the joint search's number of predictor queries.
+//! random search with the joint search's number of predictor queries; and the learned-policy
+//! searches of the field over the same joint space ([`crate::controller`]): REINFORCE, with as
+//! many samples as the joint evolution's queries, and the Gumbel-softmax relaxation.
 
 use serde::{Deserialize, Serialize};
 
+use crate::controller::{self, GumbelConfig, ReinforceConfig};
 use crate::evolution::{self, Budget, Candidate, EvoConfig, Evaluator, Freedom, Outcome, Predictor, SearchError, largest, middle};
 use crate::lut::Lut;
 use crate::space::Space;
 
 /// A method's name as written in result files.
-pub const METHODS: &[&str] = &["joint", "sequential", "quant-only", "prune-only", "random", "fixed8-largest", "fixed4-largest", "fixed8-mid", "fixed4-mid"];
+pub const METHODS: &[&str] = &["joint", "reinforce", "gumbel", "sequential", "quant-only", "prune-only", "random", "fixed8-largest", "fixed4-largest", "fixed8-mid", "fixed4-mid"];
+
+/// The methods of [`METHODS`] that search the joint space with a learned policy (the other
+/// search families the evolution is compared with, rather than the APQ table's baselines).
+pub const CONTROLLERS: &[&str] = &["reinforce", "gumbel"];
 
 /// What one method found under one budget.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -39,6 +46,12 @@ fn result(method: &str, out: Result<Outcome, SearchError>) -> Result<MethodResul
 /// The space's largest bit width.
 fn max_bits(space: &Space) -> u32 {
     *space.bits.iter().max().expect("bits")
+}
+
+/// The joint evolution's query count: `joint_queries` when known, else its configuration's
+/// number of evaluations.
+fn evolution_queries(cfg: &EvoConfig, joint_queries: usize) -> usize {
+    if joint_queries > 0 { joint_queries } else { cfg.population + cfg.generations * (cfg.mutations + cfg.crossovers) }
 }
 
 /// Run `method` under `budget`. `joint_queries` sizes the random search (0: the evolution's
@@ -96,8 +109,22 @@ pub fn run(method: &str, space: &Space, lut: &Lut, predictor: &dyn Predictor, bu
             };
             Ok(MethodResult { method: method.into(), best, top, queries: ev.queries, seconds: start.elapsed().as_secs_f64(), note: String::new() })
         }
+        "reinforce" => {
+            let rc = ReinforceConfig { seed: cfg.seed, top_k: cfg.top_k, ..ReinforceConfig::default() };
+            let steps = evolution_queries(cfg, joint_queries).div_ceil(rc.samples).max(1);
+            result(method, controller::reinforce(&mut Evaluator::new(space, lut, predictor), budget, &ReinforceConfig { steps, ..rc }))
+        }
+        "gumbel" => {
+            // Its default steps at the default evolution's size, scaled with the evolution's
+            // configured size (so a quick `--generations 5` search stays quick), at least 10.
+            let gc = GumbelConfig { seed: cfg.seed, top_k: cfg.top_k, ..GumbelConfig::default() };
+            let default_size = evolution_queries(&EvoConfig::default(), 0) as f64;
+            let steps = ((gc.steps as f64 * evolution_queries(cfg, 0) as f64 / default_size).round() as usize).max(10);
+            let gc = GumbelConfig { steps, ..gc };
+            result(method, controller::gumbel(&mut Evaluator::new(space, lut, predictor), budget, &gc))
+        }
         "random" => {
-            let n = if joint_queries > 0 { joint_queries } else { cfg.population + cfg.generations * (cfg.mutations + cfg.crossovers) };
+            let n = evolution_queries(cfg, joint_queries);
             result(method, evolution::random_search(&mut Evaluator::new(space, lut, predictor), &Freedom::joint(space), budget, n, cfg.seed, cfg.top_k))
         }
         "fixed8-largest" => fixed(largest(space, with_bits(8))),

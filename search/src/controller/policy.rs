@@ -25,11 +25,35 @@ pub struct Policy {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     pub arch: Arch,
-    choices: Vec<usize>,
-    active: Vec<bool>,
+    pub(super) choices: Vec<usize>,
+    pub(super) active: Vec<bool>,
 }
 
-fn softmax(logits: &[f64]) -> Vec<f64> {
+/// The six decisions of a block slot, in their order within the slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Part {
+    Kernel = 0,
+    Mid = 1,
+    PwW = 2,
+    PwA = 3,
+    DwW = 4,
+    DwA = 5,
+}
+
+/// Decisions per block slot.
+pub(super) const PER_SLOT: usize = 6;
+
+/// Index of stage `stage`'s depth decision.
+pub(super) fn depth_decision(stage: usize) -> usize {
+    stage
+}
+
+/// Index of `part` of block slot `slot` (slot order of `Space::slots`) in a space of `stages` stages.
+pub(super) fn slot_decision(stages: usize, slot: usize, part: Part) -> usize {
+    stages + PER_SLOT * slot + part as usize
+}
+
+pub(super) fn softmax(logits: &[f64]) -> Vec<f64> {
     let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let e: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
     let sum: f64 = e.iter().sum();
@@ -56,6 +80,75 @@ impl Policy {
         Policy { space: space.clone(), decisions }
     }
 
+    /// A policy with the given logits, one vector per decision in [`Policy::uniform`]'s layout;
+    /// None when their shape is not the space's.
+    pub fn with_logits(space: &Space, logits: Vec<Vec<f64>>) -> Option<Policy> {
+        let mut p = Policy::uniform(space);
+        if logits.len() != p.decisions.len() || p.decisions.iter().zip(&logits).any(|(d, l)| d.logits.len() != l.len() || l.iter().any(|x| !x.is_finite())) {
+            return None;
+        }
+        for (d, l) in p.decisions.iter_mut().zip(logits) {
+            d.logits = l;
+        }
+        Some(p)
+    }
+
+    /// The space the policy is over.
+    pub fn space(&self) -> &Space {
+        &self.space
+    }
+
+    /// The logits of every decision.
+    pub fn logits(&self) -> Vec<Vec<f64>> {
+        self.decisions.iter().map(|d| d.logits.clone()).collect()
+    }
+
+    /// Add `delta` (one vector per decision) to the logits.
+    pub(super) fn shift(&mut self, delta: &[Vec<f64>]) {
+        for (d, dl) in self.decisions.iter_mut().zip(delta) {
+            for (l, x) in d.logits.iter_mut().zip(dl) {
+                *l += x;
+            }
+        }
+    }
+
+    /// Every decision's probabilities.
+    pub fn probabilities(&self) -> Vec<Vec<f64>> {
+        self.decisions.iter().map(|d| softmax(&d.logits)).collect()
+    }
+
+    /// The choice index of every decision for `arch` (0 for decisions its depths skip); None when
+    /// it is not a point of the space.
+    pub fn choices_of(&self, arch: &Arch) -> Option<Vec<usize>> {
+        let space = &self.space;
+        arch.check(space).ok()?;
+        let stages = space.stages.len();
+        let mut choices = vec![0; self.decisions.len()];
+        for (s, (st, blocks)) in space.stages.iter().zip(&arch.stages).enumerate() {
+            choices[depth_decision(s)] = st.depths.iter().position(|d| *d as usize == blocks.len())?;
+        }
+        for (k, sl) in space.slots().iter().enumerate() {
+            let Some(b) = arch.stages[sl.stage].get(sl.index) else { continue };
+            let at = |v: &[u32], x: u32| v.iter().position(|y| *y == x);
+            let bits = &space.bits;
+            let parts = [(Part::Kernel, at(&space.kernels, b.kernel)), (Part::Mid, at(&sl.mids, b.mid)), (Part::PwW, at(bits, b.pw_w)), (Part::PwA, at(bits, b.pw_a)), (Part::DwW, at(bits, b.dw_w)), (Part::DwA, at(bits, b.dw_a))];
+            for (part, c) in parts {
+                choices[slot_decision(stages, k, part)] = c?;
+            }
+        }
+        Some(choices)
+    }
+
+    /// The probability of drawing `arch` (0 when it is not a point of the space).
+    pub fn probability(&self, arch: &Arch) -> f64 {
+        self.choices_of(arch).map_or(0.0, |c| self.log_prob(&self.build(&c)).exp())
+    }
+
+    /// How many choices each decision has.
+    pub(super) fn choice_counts(&self) -> Vec<usize> {
+        self.decisions.iter().map(|d| d.logits.len()).collect()
+    }
+
     /// Number of decisions (every slot's, active or not).
     pub fn len(&self) -> usize {
         self.decisions.len()
@@ -68,7 +161,7 @@ impl Policy {
     /// The architecture of `choices` (one index per decision) and which decisions it uses. The
     /// decisions are laid out as [`Policy::uniform`] makes them: one depth per stage, then six per
     /// slot (kernel, middle channels, pw_w, pw_a, dw_w, dw_a).
-    fn build(&self, choices: &[usize]) -> Sample {
+    pub(super) fn build(&self, choices: &[usize]) -> Sample {
         let space = &self.space;
         let stages = space.stages.len();
         let depth: Vec<usize> = space.stages.iter().zip(choices).map(|(st, &c)| st.depths[c] as usize).collect();
@@ -78,7 +171,7 @@ impl Policy {
             if sl.index >= depth[sl.stage] {
                 continue;
             }
-            let c = &choices[stages + 6 * k..stages + 6 * k + 6];
+            let c = &choices[slot_decision(stages, k, Part::Kernel)..slot_decision(stages, k, Part::Kernel) + PER_SLOT];
             blocks[sl.stage].push(Block {
                 kernel: space.kernels[c[0]],
                 mid: sl.mids[c[1]],
