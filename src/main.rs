@@ -234,6 +234,10 @@ enum PlotCommand {
     /// series, predicted and measured points), the winner's per-layer bits and channels, and the
     /// predictor-transfer curve.
     Pareto { dir: PathBuf },
+    /// The three objectives of a search or run directory: latency against energy of the NSGA-II
+    /// front coloured by predicted error, and the error/latency and error/energy fronts, every
+    /// method's winners marked (objectives.png and .svg in DIR).
+    Objectives { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -271,6 +275,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Run(args) => pipeline::run(&args),
         Command::Plot { what: PlotCommand::Pareto { dir } } => {
             for f in search_cmd::plot_pareto(&dir)? {
+                println!("wrote {}", f.display());
+            }
+            Ok(true)
+        }
+        Command::Plot { what: PlotCommand::Objectives { dir } } => {
+            for f in search_cmd::plot_objectives(&dir)? {
                 println!("wrote {}", f.display());
             }
             Ok(true)

@@ -453,7 +453,8 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
     report.budgets = budgets;
 
     // 9. Plots and the report.
-    let files = search_cmd::plot_pareto(out)?;
+    let mut files = search_cmd::plot_pareto(out)?;
+    files.extend(search_cmd::plot_objectives(out)?);
     report.figures = files.iter().filter(|f| f.extension().is_some_and(|e| e == "png")).map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect();
     report.seconds = started.elapsed().as_secs_f64();
     write_atomic(&out.join("report.md"), report.markdown().as_bytes())?;

@@ -251,6 +251,132 @@ pub fn plot_transfer(out: &Path, stem: &str, title: &str, points: &[TransferBand
     Ok(both!(&out.join(stem), (950, 650), draw_transfer, &Transfer { title, points }))
 }
 
+/// The three objectives of one run: the NSGA-II front and every method's winners.
+pub struct Objectives<'a> {
+    /// The front's architectures (method `pareto`).
+    pub front: &'a [SearchPoint],
+    /// Every method's winner at every budget.
+    pub winners: &'a [SearchPoint],
+}
+
+/// Error in percent: 100 x (1 - predicted accuracy), the objective the searches minimise.
+fn error_pct(p: &SearchPoint) -> f64 {
+    100.0 * (1.0 - p.predicted)
+}
+
+/// Marker of the i-th method's winners at `p`: one colour per method (the palette of the fronts),
+/// a thick cross, and for the second round of the palette a filled triangle instead.
+fn winner_marker<DB: DrawingBackend>(i: usize, p: (f64, f64)) -> DynElement<'static, DB, (f64, f64)> {
+    let style = method_style(i);
+    if style.second_round { TriangleMarker::new(p, 7, style.colour.filled()).into_dyn() } else { Cross::new(p, 6, style.colour.stroke_width(3)).into_dyn() }
+}
+
+/// The same marker in a legend's pixel coordinates.
+fn winner_key<DB: DrawingBackend>(i: usize, p: (i32, i32)) -> DynElement<'static, DB, (i32, i32)> {
+    let style = method_style(i);
+    if style.second_round { TriangleMarker::new(p, 7, style.colour.filled()).into_dyn() } else { Cross::new(p, 6, style.colour.stroke_width(3)).into_dyn() }
+}
+
+/// Winners' markers, one series per method, with a legend entry each.
+fn draw_winners<'c, DB: DrawingBackend + 'c>(chart: &mut ChartContext<'c, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>, methods: &[&str], winners: &[SearchPoint], xy: fn(&SearchPoint) -> (f64, f64), legend: bool) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    for (i, m) in methods.iter().enumerate() {
+        let pts: Vec<(f64, f64)> = winners.iter().filter(|p| p.method == *m).map(xy).collect();
+        let series = chart.draw_series(pts.iter().map(|p| winner_marker::<DB>(i, *p))).map_err(|e| e.to_string())?;
+        if legend {
+            series.label(*m).legend(move |(x, y)| winner_key::<DB>(i, (x + 8, y)));
+        }
+    }
+    Ok(())
+}
+
+/// Three panels: latency against energy of the front coloured by error (with a colour bar), then
+/// error against latency and error against energy (the front's non-dominated line in grey); every
+/// method's winners marked on each.
+fn draw_objectives<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, o: &Objectives) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let root = root.titled("objectives of the search: predicted error, latency, energy (front = NSGA-II; markers = each method's winners)", ("sans-serif", 20)).map_err(|e| e.to_string())?;
+    let w = root.dim_in_pixel().0;
+    let (left, rest) = root.split_horizontally(w * 36 / 100);
+    let (middle, right) = rest.split_horizontally(w * 32 / 100);
+    let all: Vec<&SearchPoint> = o.front.iter().chain(o.winners).collect();
+    let range = |f: fn(&SearchPoint) -> f64| all.iter().map(|p| f(p)).fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let (l0, l1) = range(|p| p.latency_ms);
+    let (e0, e1) = range(|p| p.energy_mj);
+    let (r0, r1) = range(error_pct);
+    let (f0, f1) = o.front.iter().map(error_pct).fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let scale = |v: f64| if f1 > f0 { (v - f0) / (f1 - f0) } else { 0.5 };
+    let methods: Vec<&str> = o.winners.iter().map(|p| p.method.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+    // Panel 1: latency vs energy, the front coloured by error, a colour bar at its right.
+    let (plot, bar) = left.split_horizontally(left.dim_in_pixel().0 - 85);
+    let mut chart = ChartBuilder::on(&plot)
+        .caption("latency vs energy (colour: front's predicted error)", ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d(padded(l0, l1), padded(e0, e1))
+        .map_err(|e| e.to_string())?;
+    chart.configure_mesh().x_desc("latency (ms)").y_desc("energy (mJ)").label_style(("sans-serif", 13)).draw().map_err(|e| e.to_string())?;
+    chart
+        .draw_series(o.front.iter().map(|p| Circle::new((p.latency_ms, p.energy_mj), 4, heat(scale(error_pct(p))).filled())))
+        .map_err(|e| e.to_string())?;
+    draw_winners(&mut chart, &methods, o.winners, |p| (p.latency_ms, p.energy_mj), false)?;
+    let mut cbar = ChartBuilder::on(&bar)
+        .margin_top(40)
+        .margin_bottom(55)
+        .margin_right(8)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..1.0, f0.min(f1)..f1.max(f0 + 1e-9))
+        .map_err(|e| e.to_string())?;
+    cbar.configure_mesh().disable_x_mesh().disable_y_mesh().x_labels(0).y_desc("predicted error (%)").label_style(("sans-serif", 12)).draw().map_err(|e| e.to_string())?;
+    let steps = 60;
+    cbar.draw_series((0..steps).map(|k| {
+        let (a, b) = (f0 + (f1 - f0) * k as f64 / steps as f64, f0 + (f1 - f0) * (k + 1) as f64 / steps as f64);
+        Rectangle::new([(0.0, a), (1.0, b)], heat(k as f64 / (steps - 1) as f64).filled())
+    }))
+    .map_err(|e| e.to_string())?;
+    // Panels 2 and 3: error against latency and against energy.
+    let panels: [(&DrawingArea<DB, Shift>, &str, &str, fn(&SearchPoint) -> (f64, f64), (f64, f64)); 2] = [
+        (&middle, "error vs latency", "latency (ms)", |p| (p.latency_ms, error_pct(p)), (l0, l1)),
+        (&right, "error vs energy", "energy (mJ)", |p| (p.energy_mj, error_pct(p)), (e0, e1)),
+    ];
+    for (k, (area, title, x_desc, xy, (x0, x1))) in panels.into_iter().enumerate() {
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 15))
+            .margin(10)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d(padded(x0, x1), padded(r0, r1))
+            .map_err(|e| e.to_string())?;
+        chart.configure_mesh().x_desc(x_desc).y_desc("predicted error (%)").label_style(("sans-serif", 13)).draw().map_err(|e| e.to_string())?;
+        let pts: Vec<(f64, f64)> = o.front.iter().map(xy).collect();
+        let grey = RGBColor(150, 150, 150);
+        chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, grey.mix(0.6).filled()))).map_err(|e| e.to_string())?.label("NSGA-II front").legend(move |(x, y)| Circle::new((x + 8, y), 3, grey.filled()));
+        chart.draw_series(LineSeries::new(front_2d(&pts), grey.stroke_width(1))).map_err(|e| e.to_string())?;
+        draw_winners(&mut chart, &methods, o.winners, xy, k == 1)?;
+        if k == 1 {
+            draw_legend(&mut chart, SeriesLabelPosition::UpperRight, 12)?;
+        }
+    }
+    Ok(())
+}
+
+/// Latency against energy coloured by error, and the error/latency and error/energy fronts, every
+/// method's winners marked, into `objectives.png` and `.svg` in `out`.
+pub fn plot_objectives(out: &Path, o: &Objectives) -> Result<Vec<PathBuf>, PlotError> {
+    init_font()?;
+    if o.front.is_empty() && o.winners.is_empty() {
+        return Err(perr("no front or winners to plot"));
+    }
+    std::fs::create_dir_all(out).map_err(|e| perr(format!("cannot create {}: {e}", out.display())))?;
+    Ok(both!(&out.join("objectives"), (1800, 620), draw_objectives, o))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +388,21 @@ mod tests {
         // (latency, accuracy): lower latency and higher accuracy are better.
         let pts = [(1.0, 80.0), (2.0, 85.0), (2.5, 84.0), (3.0, 90.0), (1.5, 79.0)];
         assert_eq!(front_max(&pts), vec![(1.0, 80.0), (2.0, 85.0), (3.0, 90.0)]);
+    }
+
+    #[test]
+    fn objectives_chart_writes_png_and_svg() {
+        let p = |m: &str, a: f64, l: f64, e: f64| SearchPoint { method: m.into(), predicted: a, measured: None, latency_ms: l, energy_mj: e };
+        let front = [p("pareto", 0.6, 0.03, 0.02), p("pareto", 0.8, 0.06, 0.05), p("pareto", 0.9, 0.1, 0.09)];
+        let winners = [p("joint", 0.85, 0.07, 0.06), p("sequential", 0.78, 0.06, 0.05), p("joint", 0.7, 0.04, 0.03)];
+        let dir = std::env::temp_dir().join(format!("bf-objectives-{}", std::process::id()));
+        let files = plot_objectives(&dir, &Objectives { front: &front, winners: &winners }).unwrap();
+        assert_eq!(files.len(), 2);
+        for f in &files {
+            assert!(std::fs::metadata(f).unwrap().len() > 2000, "{}", f.display());
+        }
+        assert!(plot_objectives(&dir, &Objectives { front: &[], winners: &[] }).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
