@@ -377,6 +377,136 @@ pub fn plot_objectives(out: &Path, o: &Objectives) -> Result<Vec<PathBuf>, PlotE
     Ok(both!(&out.join("objectives"), (1800, 620), draw_objectives, o))
 }
 
+/// One layer of a searched winner on its config's roofline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RooflineLayer {
+    pub name: String,
+    pub w_bits: u32,
+    pub a_bits: u32,
+    /// Arithmetic intensity, operations per DRAM byte.
+    pub ops_per_byte: f64,
+    /// min(peak at its bits, intensity x bandwidth), operations per second.
+    pub attainable_ops_per_s: f64,
+    pub memory_bound: bool,
+    /// Index of its compute ceiling in [`ConfigRoofline::ceilings`] (its colour on the roofline).
+    pub ceiling: usize,
+}
+
+/// One config of the edge/cloud chart: its DRAM bandwidth, its compute ceilings and its winner's layers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigRoofline {
+    pub config: String,
+    /// DRAM bandwidth, bytes per second.
+    pub bandwidth_bytes_per_s: f64,
+    /// (label, peak operations per second) of every compute ceiling drawn (one per fused
+    /// operand mode); the same labels in the same order for every config, so a mode has one
+    /// colour throughout.
+    pub ceilings: Vec<(String, f64)>,
+    pub layers: Vec<RooflineLayer>,
+}
+
+/// The layer names of several configs' winners in network order: each config's names, a name
+/// missing so far inserted after the previous name of its own config.
+fn merged_layer_names(configs: &[ConfigRoofline]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for c in configs {
+        let mut at = 0;
+        for l in &c.layers {
+            match names.iter().position(|n| *n == l.name) {
+                Some(i) => at = i + 1,
+                None => {
+                    names.insert(at, l.name.clone());
+                    at += 1;
+                }
+            }
+        }
+    }
+    names
+}
+
+/// Short names under narrow bars: s1b0e = stage 1, block 0, expand (d: depthwise, p: project).
+fn short_layer_name(name: &str) -> String {
+    name.replace("_expand", "e").replace("_dw", "d").replace("_project", "p").replace("first_", "f").replace("feature_mix", "mix").replace("classifier", "fc")
+}
+
+/// Per-layer bits of every config side by side (weights dark, activations light; hollow where the
+/// layer is memory-bound on that config), then each config's roofline with its layers on it,
+/// coloured by precision.
+fn draw_edge_cloud<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, configs: &[ConfigRoofline]) -> DrawResult {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (upper, lower) = root.split_vertically(root.dim_in_pixel().1 * 45 / 100);
+    let names = merged_layer_names(configs);
+    let labels: Vec<String> = names.iter().map(|n| short_layer_name(n)).collect();
+    let n = names.len();
+    let mut chart = ChartBuilder::on(&upper)
+        .caption("per-layer bits of each config's winner (dark: weights, light: activations; hollow: memory-bound on that config)", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..12.0)
+        .map_err(|e| e.to_string())?;
+    let xl = |v: &f64| category(&labels, *v);
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&xl)
+        .x_label_style(("sans-serif", 11))
+        .y_desc("bits")
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let slots = (2 * configs.len()).max(1) as f64;
+    let width = 0.84 / slots;
+    for (c, cfg) in configs.iter().enumerate() {
+        let colour = SERIES[c % SERIES.len()];
+        for (k, (what, shade)) in [("weight bits", 1.0), ("activation bits", 0.45)].into_iter().enumerate() {
+            let off = -0.42 + width * (2 * c + k) as f64 + width / 2.0;
+            let fill = colour.mix(shade);
+            chart
+                .draw_series(cfg.layers.iter().filter_map(|l| {
+                    let i = names.iter().position(|x| *x == l.name)? as f64;
+                    let bits = if k == 0 { l.w_bits } else { l.a_bits } as f64;
+                    let x = i + off;
+                    let style = if l.memory_bound { fill.stroke_width(2) } else { fill.filled() };
+                    Some(Rectangle::new([(x - width * 0.45, 0.0), (x + width * 0.45, bits)], style))
+                }))
+                .map_err(|e| e.to_string())?
+                .label(format!("{}: {what}", cfg.config))
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], fill.filled()));
+        }
+    }
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight, 12)?;
+    let panels = lower.split_evenly((1, configs.len().max(1)));
+    for (cfg, area) in configs.iter().zip(panels.iter()) {
+        let r = Roofline {
+            title: format!("{}: roofline ({:.0} GB/s DRAM), winner's layers", cfg.config, cfg.bandwidth_bytes_per_s / 1e9),
+            bandwidth: cfg.bandwidth_bytes_per_s,
+            series: cfg
+                .ceilings
+                .iter()
+                .enumerate()
+                .map(|(k, (label, peak))| {
+                    let pts = cfg.layers.iter().filter(|l| l.ceiling == k && l.ops_per_byte.is_finite()).map(|l| (l.ops_per_byte, l.attainable_ops_per_s)).collect();
+                    (label.clone(), *peak, pts)
+                })
+                .collect(),
+        };
+        draw_roofline(area, &r)?;
+    }
+    Ok(())
+}
+
+/// The edge/cloud comparison chart into `<stem>.png` and `.svg` in `out`.
+pub fn plot_edge_cloud(out: &Path, stem: &str, configs: &[ConfigRoofline]) -> Result<Vec<PathBuf>, PlotError> {
+    init_font()?;
+    if configs.iter().all(|c| c.layers.is_empty()) {
+        return Err(perr("no layers to plot"));
+    }
+    std::fs::create_dir_all(out).map_err(|e| perr(format!("cannot create {}: {e}", out.display())))?;
+    Ok(both!(&out.join(stem), (1700, 1150), draw_edge_cloud, configs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,6 +532,26 @@ mod tests {
             assert!(std::fs::metadata(f).unwrap().len() > 2000, "{}", f.display());
         }
         assert!(plot_objectives(&dir, &Objectives { front: &[], winners: &[] }).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn layer_names_merge_in_network_order() {
+        let cfg = |names: &[&str]| ConfigRoofline {
+            config: "c".into(),
+            bandwidth_bytes_per_s: 1e9,
+            ceilings: vec![("8x8".into(), 1e11)],
+            layers: names.iter().map(|n| RooflineLayer { name: n.to_string(), w_bits: 8, a_bits: 8, ops_per_byte: 10.0, attainable_ops_per_s: 1e10, memory_bound: true, ceiling: 0 }).collect(),
+        };
+        let a = cfg(&["stem", "s0b0_dw", "classifier"]);
+        let b = cfg(&["stem", "s0b0_dw", "s0b1_dw", "classifier"]);
+        assert_eq!(merged_layer_names(&[a.clone(), b.clone()]), ["stem", "s0b0_dw", "s0b1_dw", "classifier"]);
+        let dir = std::env::temp_dir().join(format!("bf-edge-cloud-{}", std::process::id()));
+        let files = plot_edge_cloud(&dir, "edge_cloud", &[a, b]).unwrap();
+        assert_eq!(files.len(), 2);
+        for f in &files {
+            assert!(std::fs::metadata(f).unwrap().len() > 2000, "{}", f.display());
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
