@@ -99,7 +99,7 @@ pub fn position(hw: &HwConfig, layer: &Layer, stats: &LayerStats) -> RooflinePoi
 mod tests {
     use super::*;
     use crate::config::load_hw;
-    use crate::model::{CostModel, Objective, build};
+    use crate::model::{Objective, build};
 
     /// One pointwise layer on the paper's config, against a hand computation.
     #[test]
