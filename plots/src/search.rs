@@ -292,6 +292,15 @@ where
     Ok(())
 }
 
+/// The colour range of `values`: the lowest to the 90th percentile (nearest rank).
+fn colour_range(mut values: Vec<f64>) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    match (values.first(), values.get(((values.len() as f64 * 0.9).ceil() as usize).saturating_sub(1))) {
+        (Some(lo), Some(hi)) => (*lo, *hi),
+        _ => (0.0, 1.0),
+    }
+}
+
 /// Three panels: latency against energy of the front coloured by error (with a colour bar), then
 /// error against latency and error against energy (the front's non-dominated line in grey); every
 /// method's winners marked on each.
@@ -309,7 +318,10 @@ where
     let (l0, l1) = range(|p| p.latency_ms);
     let (e0, e1) = range(|p| p.energy_mj);
     let (r0, r1) = range(error_pct);
-    let (f0, f1) = o.front.iter().map(error_pct).fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    // The colour scale runs from the front's lowest error to its 90th percentile (a few very
+    // cheap, very inaccurate points would otherwise leave every other point the same dark hue);
+    // errors above it take the top colour.
+    let (f0, f1) = colour_range(o.front.iter().map(error_pct).collect());
     let scale = |v: f64| if f1 > f0 { (v - f0) / (f1 - f0) } else { 0.5 };
     let methods: Vec<&str> = o.winners.iter().map(|p| p.method.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
     // Panel 1: latency vs energy, the front coloured by error, a colour bar at its right.
@@ -333,7 +345,7 @@ where
         .y_label_area_size(50)
         .build_cartesian_2d(0f64..1.0, f0.min(f1)..f1.max(f0 + 1e-9))
         .map_err(|e| e.to_string())?;
-    cbar.configure_mesh().disable_x_mesh().disable_y_mesh().x_labels(0).y_desc("predicted error (%)").label_style(("sans-serif", 12)).draw().map_err(|e| e.to_string())?;
+    cbar.configure_mesh().disable_x_mesh().disable_y_mesh().x_labels(0).y_desc("predicted error (%); above: top colour").label_style(("sans-serif", 12)).draw().map_err(|e| e.to_string())?;
     let steps = 60;
     cbar.draw_series((0..steps).map(|k| {
         let (a, b) = (f0 + (f1 - f0) * k as f64 / steps as f64, f0 + (f1 - f0) * (k + 1) as f64 / steps as f64);
@@ -518,6 +530,12 @@ mod tests {
         // (latency, accuracy): lower latency and higher accuracy are better.
         let pts = [(1.0, 80.0), (2.0, 85.0), (2.5, 84.0), (3.0, 90.0), (1.5, 79.0)];
         assert_eq!(front_max(&pts), vec![(1.0, 80.0), (2.0, 85.0), (3.0, 90.0)]);
+    }
+
+    #[test]
+    fn the_colour_range_stops_at_the_ninetieth_percentile() {
+        assert_eq!(colour_range((1..=20).map(f64::from).rev().collect()), (1.0, 18.0));
+        assert_eq!(colour_range(vec![]), (0.0, 1.0));
     }
 
     #[test]
