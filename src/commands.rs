@@ -192,6 +192,8 @@ pub fn show_hw(hw: &HwArgs) -> anyhow::Result<()> {
         "DRAM: {} bits/cycle, {} cycles latency, {} B bursts, {} pJ/bit",
         config.memory.dram_bits_per_cycle, config.memory.dram_latency_cycles, config.memory.dram_burst_bytes, f.dram_pj_per_bit
     );
+    println!("deployment batch: {} ([workload] batch; what `run` and `lut build` build LUTs at)", config.batch);
+    println!("shipped configs: {}", bitfusion_simulator::config::SHIPPED_CONFIGS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
     Ok(())
 }
 
@@ -328,7 +330,7 @@ pub fn paper(hw: &HwArgs, out: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn lut_build(space: &str, hw: &HwArgs, model: Option<&str>, objective: &str, batch: u32, out: &Path) -> anyhow::Result<()> {
+pub fn lut_build(space: &str, hw: &HwArgs, model: Option<&str>, objective: &str, batch: Option<u32>, out: &Path) -> anyhow::Result<()> {
     use bitfusion_search::lut::{BuildSpec, build_lut};
     use bitfusion_search::space::Space;
     let space = Space::load(space)?;
@@ -338,9 +340,10 @@ pub fn lut_build(space: &str, hw: &HwArgs, model: Option<&str>, objective: &str,
         None => config.models.cost,
     };
     let objective: Objective = objective.parse().map_err(|e| anyhow!("--objective: {e}"))?;
-    if batch == 0 {
+    if batch == Some(0) {
         bail!("--batch: must be at least 1");
     }
+    let batch = batch.unwrap_or(config.batch);
     let bar = progress_bar("layers")?;
     let progress = |done: usize, total: usize| {
         bar.set_length(total as u64);

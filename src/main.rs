@@ -5,6 +5,7 @@
 mod commands;
 mod pipeline;
 mod search_cmd;
+mod study;
 mod supernet;
 
 use clap::{Parser, Subcommand};
@@ -21,7 +22,8 @@ struct Cli {
 /// Hardware selection shared by every command that simulates.
 #[derive(clap::Args, Clone)]
 pub struct HwArgs {
-    /// Hardware config: a TOML file, or the name of a shipped one (bitfusion-isca2018, bitfusion-8x8, bitfusion-stripes).
+    /// Hardware config: a TOML file, or the name of a shipped one (bitfusion-isca2018, bitfusion-8x8, bitfusion-stripes,
+    /// bitfusion-edge, bitfusion-cloud).
     #[arg(long, default_value = "bitfusion-isca2018")]
     hw: String,
     /// Override any config key, e.g. --set array.rows=32 (repeatable; validated like the file).
@@ -146,6 +148,12 @@ enum Command {
     /// LUT, supernet, pairs, predictors, searches, baselines, verification, plots and report.md.
     /// Every stage is cached in OUT and skipped when its inputs are unchanged.
     Run(Box<pipeline::RunArgs>),
+    /// Studies across hardware configs: `edge-cloud` searches each config at a comparable
+    /// latency budget and places each winner's layers on that config's roofline.
+    Study {
+        #[command(subcommand)]
+        what: study::StudyCommand,
+    },
     /// Draw charts (PNG and SVG).
     Plot {
         #[command(subcommand)]
@@ -178,8 +186,9 @@ enum LutCommand {
         /// Mapping objective of the cycle model: cycles, energy or edp.
         #[arg(long, default_value = "cycles")]
         objective: String,
-        #[arg(long, default_value_t = 1)]
-        batch: u32,
+        /// Batch of every layer (default: the config's [workload] batch, 1 unless it says otherwise).
+        #[arg(long)]
+        batch: Option<u32>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -234,6 +243,10 @@ enum PlotCommand {
     /// series, predicted and measured points), the winner's per-layer bits and channels, and the
     /// predictor-transfer curve.
     Pareto { dir: PathBuf },
+    /// The three objectives of a search or run directory: latency against energy of the NSGA-II
+    /// front coloured by predicted error, and the error/latency and error/energy fronts, every
+    /// method's winners marked (objectives.png and .svg in DIR).
+    Objectives { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -269,8 +282,15 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Predictor { what } => search_cmd::run_predictor(what),
         Command::Search(args) => search_cmd::search(&args),
         Command::Run(args) => pipeline::run(&args),
+        Command::Study { what } => study::run(what),
         Command::Plot { what: PlotCommand::Pareto { dir } } => {
             for f in search_cmd::plot_pareto(&dir)? {
+                println!("wrote {}", f.display());
+            }
+            Ok(true)
+        }
+        Command::Plot { what: PlotCommand::Objectives { dir } } => {
+            for f in search_cmd::plot_objectives(&dir)? {
                 println!("wrote {}", f.display());
             }
             Ok(true)

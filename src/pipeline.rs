@@ -191,11 +191,13 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
     // 1. LUT.
     let lut_path = out.join("lut.bin");
     // The LUT format too: a LUT of an older format is rebuilt, not refused.
-    let fp = format!("{}|{}|cycle|b1|{}", space.hash(), hw_hash(&hw), bitfusion_search::lut::FORMAT);
+    // The config's deployment batch (`[workload] batch`: 1 unless the config says otherwise).
+    let batch = hw.batch;
+    let fp = format!("{}|{}|cycle|b{batch}|{}", space.hash(), hw_hash(&hw), bitfusion_search::lut::FORMAT);
     if !stages.fresh("lut", &fp, &[&lut_path]) {
-        say(format!("LUT of space micro on {} (cycle model)", hw.name));
+        say(format!("LUT of space micro on {} (cycle model, batch {batch})", hw.name));
         let t = Instant::now();
-        let spec = BuildSpec { space: &space, hw: &hw, model: CostModelName::Cycle, objective: Objective::Cycles, batch: 1 };
+        let spec = BuildSpec { space: &space, hw: &hw, model: CostModelName::Cycle, objective: Objective::Cycles, batch };
         if lut_path.exists() {
             std::fs::remove_file(&lut_path)?;
         }
@@ -205,7 +207,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
     }
     let lut = Lut::load(&lut_path)?;
     lut.check_hw(&hw)?;
-    report.lut = format!("{} entries, space micro, hwconfig {} (hash {}), cycle model, batch 1", lut.entries.len(), hw.name, &hw_hash(&hw)[..12]);
+    report.lut = format!("{} entries, space micro, hwconfig {} (hash {}), cycle model, batch {batch}", lut.entries.len(), hw.name, &hw_hash(&hw)[..12]);
 
     // 2. Supernet.
     let ckpt = out.join("supernet.ckpt");
@@ -453,7 +455,8 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
     report.budgets = budgets;
 
     // 9. Plots and the report.
-    let files = search_cmd::plot_pareto(out)?;
+    let mut files = search_cmd::plot_pareto(out)?;
+    files.extend(search_cmd::plot_objectives(out)?);
     report.figures = files.iter().filter(|f| f.extension().is_some_and(|e| e == "png")).map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect();
     report.seconds = started.elapsed().as_secs_f64();
     write_atomic(&out.join("report.md"), report.markdown().as_bytes())?;

@@ -639,6 +639,18 @@ pub fn search(a: &SearchArgs) -> anyhow::Result<bool> {
 
 /// Draw pareto_latency/pareto_energy, the winner's per-layer chart, and the transfer curve
 /// (when transfer.csv exists) for a search directory.
+/// The three objectives' chart of a search or run directory: the NSGA-II front of `front.csv`
+/// and every method's winners of `points.csv` (predicted error, latency, energy).
+pub fn plot_objectives(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let point = |r: &PointRow| Some(bitfusion_plots::SearchPoint { method: r.method.clone(), predicted: r.predicted_accuracy?, measured: r.test_accuracy.or(r.measured_accuracy), latency_ms: r.latency_ms?, energy_mj: r.energy_mj? });
+    let winners: Vec<_> = read_rows(&dir.join("points.csv"))?.iter().filter_map(point).collect();
+    let front: Vec<_> = read_rows(&dir.join("front.csv"))?.iter().filter_map(point).collect();
+    if winners.is_empty() && front.is_empty() {
+        bail!("{}: no points.csv or front.csv rows (run `bitfusion search --pareto --out {}` first)", dir.display(), dir.display());
+    }
+    Ok(bitfusion_plots::plot_objectives(dir, &bitfusion_plots::Objectives { front: &front, winners: &winners })?)
+}
+
 pub fn plot_pareto(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut rows = read_rows(&dir.join("points.csv"))?;
     rows.extend(read_rows(&dir.join("front.csv"))?);

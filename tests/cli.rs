@@ -31,6 +31,24 @@ conv2,conv,1,32,64,32,32,3,2,1,1,4,4,
 fc,fc,1,16384,10,1,1,1,1,0,1,8,8,
 ";
 
+/// The edge and cloud configs simulate a network and build a LUT at their own batch.
+#[test]
+fn edge_and_cloud_configs_simulate_and_build_at_their_batch() {
+    let d = scratch("cli", "edge-cloud");
+    for (hw, batch) in [("bitfusion-edge", 1), ("bitfusion-cloud", 16)] {
+        let out = bitfusion(&["simulate", "--hw", hw, "--network", "lenet5"]);
+        assert!(out.status.success(), "{hw}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("hardware: {hw}")));
+        let lut = d.join(format!("{hw}.lut"));
+        let space = d.join("tiny.toml");
+        std::fs::write(&space, bitfusion_search::space::TINY_SPACE).unwrap();
+        let out = bitfusion(&["lut", "build", "--space", space.to_str().unwrap(), "--hw", hw, "--out", lut.to_str().unwrap()]);
+        assert!(out.status.success(), "{hw}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&lut).unwrap()).unwrap();
+        assert_eq!(v["header"]["batch"], batch, "{hw}");
+    }
+}
+
 #[test]
 fn simulate_writes_csv_and_json_matching_the_library() {
     let d = scratch("cli", "ok");

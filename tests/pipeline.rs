@@ -117,6 +117,37 @@ fn train_sample_predict_search_and_plot_through_the_cli() {
     for f in ["pareto_latency.png", "pareto_energy.svg", "best_layers.png"] {
         assert!(out.join(f).exists(), "{f}");
     }
+    ok(&["plot", "objectives", out.to_str().unwrap()]);
+    assert!(out.join("objectives.png").exists() && out.join("objectives.svg").exists());
+    // Edge versus cloud: both configs searched at comparable budgets, the winners on their rooflines.
+    let ec = d.join("edge-cloud");
+    let ec_args = |extra: &[&'static str]| -> Vec<String> {
+        let mut a: Vec<String> = ["study", "edge-cloud", "--space", space, "--predictor", pq.to_str().unwrap(), "--out", ec.to_str().unwrap(), "--generations", "3"].iter().map(|s| s.to_string()).collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let ok_s = |a: Vec<String>| ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let fails_s = |a: Vec<String>| fails(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let s = ok_s(ec_args(&[]));
+    assert!(s.contains("bitfusion-edge (batch 1)") && s.contains("bitfusion-cloud (batch 16)"), "{s}");
+    for f in ["edge_cloud.csv", "edge_cloud.png", "edge_cloud.svg", "edge_cloud.md", "bitfusion-edge.lut", "bitfusion-cloud.lut"] {
+        assert!(ec.join(f).exists(), "{f}");
+    }
+    let csv_text = std::fs::read_to_string(ec.join("edge_cloud.csv")).unwrap();
+    assert!(csv_text.starts_with("config,batch,budget_ms,index,layer,role,w_bits,a_bits,"), "{csv_text}");
+    assert!(csv_text.lines().skip(1).all(|l| l.ends_with(",memory") || l.ends_with(",compute")), "{csv_text}");
+    assert!(csv_text.contains("bitfusion-edge,1,") && csv_text.contains("bitfusion-cloud,16,"), "{csv_text}");
+    let md = std::fs::read_to_string(ec.join("edge_cloud.md")).unwrap();
+    assert!(md.starts_with("## Edge versus cloud on the roofline") && md.contains("**bitfusion-edge against bitfusion-cloud.**"), "{md}");
+    // A second run reuses the cached LUTs and writes the same CSV.
+    ok_s(ec_args(&[]));
+    assert_eq!(std::fs::read_to_string(ec.join("edge_cloud.csv")).unwrap(), csv_text);
+    let e = fails_s(ec_args(&["--budget-fraction", "1.5"]));
+    assert!(e.contains("--budget-fraction"), "{e}");
+    let e = fails(&["study", "edge-cloud", "--space", space, "--predictor", pf.to_str().unwrap(), "--out", ec.to_str().unwrap()]);
+    assert!(e.contains("fp32 predictor"), "{e}");
+    let e = fails_s(ec_args(&["--hw", "bitfusion-edge"]));
+    assert!(e.contains("at least two configs"), "{e}");
     // An infeasible budget: an immediate one-line error naming the cheapest value.
     let e = fails(&["search", "--space", space, "--lut", lut.to_str().unwrap(), "--predictor", pq.to_str().unwrap(), "--latency-ms", "0.000001", "--out", out.to_str().unwrap()]);
     assert!(e.contains("infeasible") && e.contains("cheapest architecture"), "{e}");

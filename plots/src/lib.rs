@@ -522,7 +522,7 @@ fn draw_grouped<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, g: &Grouped) 
 }
 
 mod search;
-pub use search::{LayerChoice, SearchPoint, TransferBand, front_max, plot_arch, plot_pareto, plot_transfer};
+pub use search::{ConfigRoofline, LayerChoice, Objectives, RooflineLayer, plot_edge_cloud, SearchPoint, TransferBand, front_max, plot_arch, plot_objectives, plot_pareto, plot_transfer};
 
 #[cfg(test)]
 mod tests {

@@ -251,6 +251,274 @@ pub fn plot_transfer(out: &Path, stem: &str, title: &str, points: &[TransferBand
     Ok(both!(&out.join(stem), (950, 650), draw_transfer, &Transfer { title, points }))
 }
 
+/// The three objectives of one run: the NSGA-II front and every method's winners.
+pub struct Objectives<'a> {
+    /// The front's architectures (method `pareto`).
+    pub front: &'a [SearchPoint],
+    /// Every method's winner at every budget.
+    pub winners: &'a [SearchPoint],
+}
+
+/// Error in percent: 100 x (1 - predicted accuracy), the objective the searches minimise.
+fn error_pct(p: &SearchPoint) -> f64 {
+    100.0 * (1.0 - p.predicted)
+}
+
+/// Marker of the i-th method's winners at `p`: one colour per method (the palette of the fronts),
+/// a thick cross, and for the second round of the palette a filled triangle instead.
+fn winner_marker<DB: DrawingBackend>(i: usize, p: (f64, f64)) -> DynElement<'static, DB, (f64, f64)> {
+    let style = method_style(i);
+    if style.second_round { TriangleMarker::new(p, 7, style.colour.filled()).into_dyn() } else { Cross::new(p, 6, style.colour.stroke_width(3)).into_dyn() }
+}
+
+/// The same marker in a legend's pixel coordinates.
+fn winner_key<DB: DrawingBackend>(i: usize, p: (i32, i32)) -> DynElement<'static, DB, (i32, i32)> {
+    let style = method_style(i);
+    if style.second_round { TriangleMarker::new(p, 7, style.colour.filled()).into_dyn() } else { Cross::new(p, 6, style.colour.stroke_width(3)).into_dyn() }
+}
+
+/// Winners' markers, one series per method, with a legend entry each.
+fn draw_winners<'c, DB: DrawingBackend + 'c>(chart: &mut ChartContext<'c, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>, methods: &[&str], winners: &[SearchPoint], xy: fn(&SearchPoint) -> (f64, f64), legend: bool) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    for (i, m) in methods.iter().enumerate() {
+        let pts: Vec<(f64, f64)> = winners.iter().filter(|p| p.method == *m).map(xy).collect();
+        let series = chart.draw_series(pts.iter().map(|p| winner_marker::<DB>(i, *p))).map_err(|e| e.to_string())?;
+        if legend {
+            series.label(*m).legend(move |(x, y)| winner_key::<DB>(i, (x + 8, y)));
+        }
+    }
+    Ok(())
+}
+
+/// The colour range of `values`: the lowest to the 90th percentile (nearest rank).
+fn colour_range(mut values: Vec<f64>) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    match (values.first(), values.get(((values.len() as f64 * 0.9).ceil() as usize).saturating_sub(1))) {
+        (Some(lo), Some(hi)) => (*lo, *hi),
+        _ => (0.0, 1.0),
+    }
+}
+
+/// Three panels: latency against energy of the front coloured by error (with a colour bar), then
+/// error against latency and error against energy (the front's non-dominated line in grey); every
+/// method's winners marked on each.
+fn draw_objectives<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, o: &Objectives) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let root = root.titled("objectives of the search: predicted error, latency, energy (front = NSGA-II; markers = each method's winners)", ("sans-serif", 20)).map_err(|e| e.to_string())?;
+    let w = root.dim_in_pixel().0;
+    let (left, rest) = root.split_horizontally(w * 36 / 100);
+    let (middle, right) = rest.split_horizontally(w * 32 / 100);
+    let all: Vec<&SearchPoint> = o.front.iter().chain(o.winners).collect();
+    let range = |f: fn(&SearchPoint) -> f64| all.iter().map(|p| f(p)).fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let (l0, l1) = range(|p| p.latency_ms);
+    let (e0, e1) = range(|p| p.energy_mj);
+    let (r0, r1) = range(error_pct);
+    // The colour scale runs from the front's lowest error to its 90th percentile (a few very
+    // cheap, very inaccurate points would otherwise leave every other point the same dark hue);
+    // errors above it take the top colour.
+    let (f0, f1) = colour_range(o.front.iter().map(error_pct).collect());
+    let scale = |v: f64| if f1 > f0 { (v - f0) / (f1 - f0) } else { 0.5 };
+    let methods: Vec<&str> = o.winners.iter().map(|p| p.method.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+    // Panel 1: latency vs energy, the front coloured by error, a colour bar at its right.
+    let (plot, bar) = left.split_horizontally(left.dim_in_pixel().0 - 85);
+    let mut chart = ChartBuilder::on(&plot)
+        .caption("latency vs energy (colour: front's predicted error)", ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d(padded(l0, l1), padded(e0, e1))
+        .map_err(|e| e.to_string())?;
+    chart.configure_mesh().x_desc("latency (ms)").y_desc("energy (mJ)").label_style(("sans-serif", 13)).draw().map_err(|e| e.to_string())?;
+    chart
+        .draw_series(o.front.iter().map(|p| Circle::new((p.latency_ms, p.energy_mj), 4, heat(scale(error_pct(p))).filled())))
+        .map_err(|e| e.to_string())?;
+    draw_winners(&mut chart, &methods, o.winners, |p| (p.latency_ms, p.energy_mj), false)?;
+    let mut cbar = ChartBuilder::on(&bar)
+        .margin_top(40)
+        .margin_bottom(55)
+        .margin_right(8)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..1.0, f0.min(f1)..f1.max(f0 + 1e-9))
+        .map_err(|e| e.to_string())?;
+    cbar.configure_mesh().disable_x_mesh().disable_y_mesh().x_labels(0).y_desc("predicted error (%); above: top colour").label_style(("sans-serif", 12)).draw().map_err(|e| e.to_string())?;
+    let steps = 60;
+    cbar.draw_series((0..steps).map(|k| {
+        let (a, b) = (f0 + (f1 - f0) * k as f64 / steps as f64, f0 + (f1 - f0) * (k + 1) as f64 / steps as f64);
+        Rectangle::new([(0.0, a), (1.0, b)], heat(k as f64 / (steps - 1) as f64).filled())
+    }))
+    .map_err(|e| e.to_string())?;
+    // Panels 2 and 3: error against latency and against energy.
+    let panels: [(&DrawingArea<DB, Shift>, &str, &str, fn(&SearchPoint) -> (f64, f64), (f64, f64)); 2] = [
+        (&middle, "error vs latency", "latency (ms)", |p| (p.latency_ms, error_pct(p)), (l0, l1)),
+        (&right, "error vs energy", "energy (mJ)", |p| (p.energy_mj, error_pct(p)), (e0, e1)),
+    ];
+    for (k, (area, title, x_desc, xy, (x0, x1))) in panels.into_iter().enumerate() {
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 15))
+            .margin(10)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d(padded(x0, x1), padded(r0, r1))
+            .map_err(|e| e.to_string())?;
+        chart.configure_mesh().x_desc(x_desc).y_desc("predicted error (%)").label_style(("sans-serif", 13)).draw().map_err(|e| e.to_string())?;
+        let pts: Vec<(f64, f64)> = o.front.iter().map(xy).collect();
+        let grey = RGBColor(150, 150, 150);
+        chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, grey.mix(0.6).filled()))).map_err(|e| e.to_string())?.label("NSGA-II front").legend(move |(x, y)| Circle::new((x + 8, y), 3, grey.filled()));
+        chart.draw_series(LineSeries::new(front_2d(&pts), grey.stroke_width(1))).map_err(|e| e.to_string())?;
+        draw_winners(&mut chart, &methods, o.winners, xy, k == 1)?;
+        if k == 1 {
+            draw_legend(&mut chart, SeriesLabelPosition::UpperRight, 12)?;
+        }
+    }
+    Ok(())
+}
+
+/// Latency against energy coloured by error, and the error/latency and error/energy fronts, every
+/// method's winners marked, into `objectives.png` and `.svg` in `out`.
+pub fn plot_objectives(out: &Path, o: &Objectives) -> Result<Vec<PathBuf>, PlotError> {
+    init_font()?;
+    if o.front.is_empty() && o.winners.is_empty() {
+        return Err(perr("no front or winners to plot"));
+    }
+    std::fs::create_dir_all(out).map_err(|e| perr(format!("cannot create {}: {e}", out.display())))?;
+    Ok(both!(&out.join("objectives"), (1800, 620), draw_objectives, o))
+}
+
+/// One layer of a searched winner on its config's roofline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RooflineLayer {
+    pub name: String,
+    pub w_bits: u32,
+    pub a_bits: u32,
+    /// Arithmetic intensity, operations per DRAM byte.
+    pub ops_per_byte: f64,
+    /// min(peak at its bits, intensity x bandwidth), operations per second.
+    pub attainable_ops_per_s: f64,
+    pub memory_bound: bool,
+    /// Index of its compute ceiling in [`ConfigRoofline::ceilings`] (its colour on the roofline).
+    pub ceiling: usize,
+}
+
+/// One config of the edge/cloud chart: its DRAM bandwidth, its compute ceilings and its winner's layers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigRoofline {
+    pub config: String,
+    /// DRAM bandwidth, bytes per second.
+    pub bandwidth_bytes_per_s: f64,
+    /// (label, peak operations per second) of every compute ceiling drawn (one per fused
+    /// operand mode); the same labels in the same order for every config, so a mode has one
+    /// colour throughout.
+    pub ceilings: Vec<(String, f64)>,
+    pub layers: Vec<RooflineLayer>,
+}
+
+/// The layer names of several configs' winners in network order: each config's names, a name
+/// missing so far inserted after the previous name of its own config.
+fn merged_layer_names(configs: &[ConfigRoofline]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for c in configs {
+        let mut at = 0;
+        for l in &c.layers {
+            match names.iter().position(|n| *n == l.name) {
+                Some(i) => at = i + 1,
+                None => {
+                    names.insert(at, l.name.clone());
+                    at += 1;
+                }
+            }
+        }
+    }
+    names
+}
+
+/// Short names under narrow bars: s1b0e = stage 1, block 0, expand (d: depthwise, p: project).
+fn short_layer_name(name: &str) -> String {
+    name.replace("_expand", "e").replace("_dw", "d").replace("_project", "p").replace("first_", "f").replace("feature_mix", "mix").replace("classifier", "fc")
+}
+
+/// Per-layer bits of every config side by side (weights dark, activations light; hollow where the
+/// layer is memory-bound on that config), then each config's roofline with its layers on it,
+/// coloured by precision.
+fn draw_edge_cloud<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, configs: &[ConfigRoofline]) -> DrawResult {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (upper, lower) = root.split_vertically(root.dim_in_pixel().1 * 45 / 100);
+    let names = merged_layer_names(configs);
+    let labels: Vec<String> = names.iter().map(|n| short_layer_name(n)).collect();
+    let n = names.len();
+    let mut chart = ChartBuilder::on(&upper)
+        .caption("per-layer bits of each config's winner (dark: weights, light: activations; hollow: memory-bound on that config)", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..12.0)
+        .map_err(|e| e.to_string())?;
+    let xl = |v: &f64| category(&labels, *v);
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&xl)
+        .x_label_style(("sans-serif", 11))
+        .y_desc("bits")
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let slots = (2 * configs.len()).max(1) as f64;
+    let width = 0.84 / slots;
+    for (c, cfg) in configs.iter().enumerate() {
+        let colour = SERIES[c % SERIES.len()];
+        for (k, (what, shade)) in [("weight bits", 1.0), ("activation bits", 0.45)].into_iter().enumerate() {
+            let off = -0.42 + width * (2 * c + k) as f64 + width / 2.0;
+            let fill = colour.mix(shade);
+            chart
+                .draw_series(cfg.layers.iter().filter_map(|l| {
+                    let i = names.iter().position(|x| *x == l.name)? as f64;
+                    let bits = if k == 0 { l.w_bits } else { l.a_bits } as f64;
+                    let x = i + off;
+                    let style = if l.memory_bound { fill.stroke_width(2) } else { fill.filled() };
+                    Some(Rectangle::new([(x - width * 0.45, 0.0), (x + width * 0.45, bits)], style))
+                }))
+                .map_err(|e| e.to_string())?
+                .label(format!("{}: {what}", cfg.config))
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], fill.filled()));
+        }
+    }
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight, 12)?;
+    let panels = lower.split_evenly((1, configs.len().max(1)));
+    for (cfg, area) in configs.iter().zip(panels.iter()) {
+        let r = Roofline {
+            title: format!("{}: roofline ({:.0} GB/s DRAM), winner's layers", cfg.config, cfg.bandwidth_bytes_per_s / 1e9),
+            bandwidth: cfg.bandwidth_bytes_per_s,
+            series: cfg
+                .ceilings
+                .iter()
+                .enumerate()
+                .map(|(k, (label, peak))| {
+                    let pts = cfg.layers.iter().filter(|l| l.ceiling == k && l.ops_per_byte.is_finite()).map(|l| (l.ops_per_byte, l.attainable_ops_per_s)).collect();
+                    (label.clone(), *peak, pts)
+                })
+                .collect(),
+        };
+        draw_roofline(area, &r)?;
+    }
+    Ok(())
+}
+
+/// The edge/cloud comparison chart into `<stem>.png` and `.svg` in `out`.
+pub fn plot_edge_cloud(out: &Path, stem: &str, configs: &[ConfigRoofline]) -> Result<Vec<PathBuf>, PlotError> {
+    init_font()?;
+    if configs.iter().all(|c| c.layers.is_empty()) {
+        return Err(perr("no layers to plot"));
+    }
+    std::fs::create_dir_all(out).map_err(|e| perr(format!("cannot create {}: {e}", out.display())))?;
+    Ok(both!(&out.join(stem), (1700, 1150), draw_edge_cloud, configs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +530,47 @@ mod tests {
         // (latency, accuracy): lower latency and higher accuracy are better.
         let pts = [(1.0, 80.0), (2.0, 85.0), (2.5, 84.0), (3.0, 90.0), (1.5, 79.0)];
         assert_eq!(front_max(&pts), vec![(1.0, 80.0), (2.0, 85.0), (3.0, 90.0)]);
+    }
+
+    #[test]
+    fn the_colour_range_stops_at_the_ninetieth_percentile() {
+        assert_eq!(colour_range((1..=20).map(f64::from).rev().collect()), (1.0, 18.0));
+        assert_eq!(colour_range(vec![]), (0.0, 1.0));
+    }
+
+    #[test]
+    fn objectives_chart_writes_png_and_svg() {
+        let p = |m: &str, a: f64, l: f64, e: f64| SearchPoint { method: m.into(), predicted: a, measured: None, latency_ms: l, energy_mj: e };
+        let front = [p("pareto", 0.6, 0.03, 0.02), p("pareto", 0.8, 0.06, 0.05), p("pareto", 0.9, 0.1, 0.09)];
+        let winners = [p("joint", 0.85, 0.07, 0.06), p("sequential", 0.78, 0.06, 0.05), p("joint", 0.7, 0.04, 0.03)];
+        let dir = std::env::temp_dir().join(format!("bf-objectives-{}", std::process::id()));
+        let files = plot_objectives(&dir, &Objectives { front: &front, winners: &winners }).unwrap();
+        assert_eq!(files.len(), 2);
+        for f in &files {
+            assert!(std::fs::metadata(f).unwrap().len() > 2000, "{}", f.display());
+        }
+        assert!(plot_objectives(&dir, &Objectives { front: &[], winners: &[] }).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn layer_names_merge_in_network_order() {
+        let cfg = |names: &[&str]| ConfigRoofline {
+            config: "c".into(),
+            bandwidth_bytes_per_s: 1e9,
+            ceilings: vec![("8x8".into(), 1e11)],
+            layers: names.iter().map(|n| RooflineLayer { name: n.to_string(), w_bits: 8, a_bits: 8, ops_per_byte: 10.0, attainable_ops_per_s: 1e10, memory_bound: true, ceiling: 0 }).collect(),
+        };
+        let a = cfg(&["stem", "s0b0_dw", "classifier"]);
+        let b = cfg(&["stem", "s0b0_dw", "s0b1_dw", "classifier"]);
+        assert_eq!(merged_layer_names(&[a.clone(), b.clone()]), ["stem", "s0b0_dw", "s0b1_dw", "classifier"]);
+        let dir = std::env::temp_dir().join(format!("bf-edge-cloud-{}", std::process::id()));
+        let files = plot_edge_cloud(&dir, "edge_cloud", &[a, b]).unwrap();
+        assert_eq!(files.len(), 2);
+        for f in &files {
+            assert!(std::fs::metadata(f).unwrap().len() > 2000, "{}", f.display());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod arch;
 pub mod controller;
 pub mod evolution;
+pub mod hw_compare;
 pub mod methods;
 pub mod lut;
 pub mod space;

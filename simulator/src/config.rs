@@ -170,6 +170,10 @@ pub struct HwConfig {
     /// The synthesis figures for this array's (fusion_bits, brick_bits).
     pub fusion_unit: FusionUnitFigures,
     pub models: ModelsConfig,
+    /// The batch the machine is deployed at (`[workload] batch`, default 1): what `bitfusion run`,
+    /// `bitfusion study edge-cloud` and `lut build` without `--batch` build their LUTs at. A
+    /// network's own layers keep their batch in `simulate` (override it there with `--batch`).
+    pub batch: u32,
     /// The normalised TOML document this config was built from (overrides applied).
     #[serde(skip)]
     pub document: toml::Table,
@@ -192,7 +196,29 @@ struct FileDoc {
     core: FileCore,
     #[serde(default)]
     models: FileModels,
+    #[serde(default)]
+    workload: FileWorkload,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWorkload {
+    #[serde(default = "default_batch")]
+    batch: i64,
+}
+
+impl Default for FileWorkload {
+    fn default() -> Self {
+        Self { batch: default_batch() }
+    }
+}
+
+fn default_batch() -> i64 {
+    1
+}
+
+/// Largest accepted `[workload] batch`.
+pub const MAX_BATCH: i64 = 4096;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -427,6 +453,7 @@ impl HwConfig {
             },
             fusion_unit,
             models: ModelsConfig { cost: doc.models.cost, reference_grouped: doc.models.reference_grouped },
+            batch: check_int(o, "workload.batch", doc.workload.batch, 1, MAX_BATCH)? as u32,
             document: table,
         })
     }
@@ -621,6 +648,8 @@ pub const SHIPPED_CONFIGS: &[(&str, &str)] = &[
     ("bitfusion-isca2018", include_str!("../../hwconfigs/bitfusion-isca2018.toml")),
     ("bitfusion-8x8", include_str!("../../hwconfigs/bitfusion-8x8.toml")),
     ("bitfusion-stripes", include_str!("../../hwconfigs/bitfusion-stripes.toml")),
+    ("bitfusion-edge", include_str!("../../hwconfigs/bitfusion-edge.toml")),
+    ("bitfusion-cloud", include_str!("../../hwconfigs/bitfusion-cloud.toml")),
 ];
 
 /// Load `spec` as a file path if it exists, else as the name of a shipped config.
@@ -746,6 +775,21 @@ mod tests {
         let e = load_hw("/no/such/dir/bitfusion-8x8.toml", &[]).unwrap_err().to_string();
         assert!(e.contains("no such file") && e.contains("--hw bitfusion-8x8"), "{e}");
         assert!(load_hw("bitfusion-8x8.toml", &[]).is_err());
+    }
+
+    #[test]
+    fn edge_and_cloud_configs_load_with_their_batches() {
+        let edge = load_hw("bitfusion-edge", &[]).unwrap();
+        let cloud = load_hw("bitfusion-cloud", &[]).unwrap();
+        assert_eq!((edge.array.rows, edge.array.cols, edge.memory.dram_bits_per_cycle, edge.batch), (8, 8, 32, 1));
+        assert_eq!((cloud.array.rows, cloud.array.cols, cloud.memory.dram_bits_per_cycle, cloud.batch), (32, 64, 2048, 16));
+        // Without `[workload]` the batch is 1 and the document (so every LUT hash) is unchanged.
+        let paper = load_hw("bitfusion-isca2018", &[]).unwrap();
+        assert_eq!(paper.batch, 1);
+        assert!(!paper.document.contains_key("workload"));
+        assert_eq!(load_hw("bitfusion-edge", &["workload.batch=4".into()]).unwrap().batch, 4);
+        let e = load_hw("bitfusion-edge", &["workload.batch=0".into()]).unwrap_err().to_string();
+        assert!(e.contains("workload.batch = 0 is out of range"), "{e}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod networks;
 pub mod paper;
 pub mod reference;
 pub mod report;
+pub mod roofline;
 pub mod stats;
 pub mod sweep;
 pub mod units;
