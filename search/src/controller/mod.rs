@@ -7,4 +7,4 @@ mod policy;
 mod reinforce;
 
 pub use policy::{Policy, Sample};
-pub use reinforce::{ReinforceConfig, reinforce};
+pub use reinforce::{Controller, ReinforceConfig, excess, reinforce};
