@@ -410,7 +410,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
     // 7b. The bilevel search under every budget (it trains a copy of the supernet and measures
     // subnets: its queries are supernet evaluations, not predictor queries). Its results are
     // cached per budget in bilevel.json (an interrupted stage resumes at the next budget) and
-    // join points.csv and candidates.json when absent (after every new round of searches), so
+    // join points.csv and candidates.json when absent or stale (after every new round of searches), so
     // re-ranking measures its candidates exactly as every method's.
     report.bilevel_steps = a.bilevel_steps;
     if a.bilevel_steps > 0 {
@@ -418,7 +418,9 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
         let results = bilevel_stage(out, &trained, &lut, &data, &budgets, &bcfg, &ckpt_hash, &device)?;
         let present = read_rows(&points)?;
         for (b, r) in &results {
-            if !present.iter().any(|x| x.method == "bilevel" && row_budget(x) == *b) {
+            // A row of this very result (its re-ranking kept); a row of an earlier configuration is replaced.
+            let current = |x: &PointRow| x.method == "bilevel" && row_budget(x) == *b && x.queries == r.queries && x.top1_arch == r.best.as_ref().map(|c| c.arch.to_text()).unwrap_or_default();
+            if !present.iter().any(current) {
                 search_cmd::record_results(out, b, std::slice::from_ref(r))?;
             }
         }
