@@ -427,7 +427,7 @@ pub fn run(cmd: SupernetCommand) -> anyhow::Result<bool> {
 
 /// A progress line of the bilevel search, on stderr every tenth step (and the first and last).
 fn bilevel_progress(s: &BilevelStep, steps: usize) {
-    if s.step == 1 || s.step % 10 == 0 || s.step == steps {
+    if s.step == 1 || s.step.is_multiple_of(10) || s.step == steps {
         let best = if s.best_feasible.is_finite() { format!("{:.2}%", 100.0 * s.best_feasible) } else { "-".into() };
         eprintln!(
             "[bilevel] step {}/{steps}: loss {:.3}, mean accuracy {:.2}%, best feasible {best}, {:.0}% feasible, lambda {:.3}, entropy {:.1} ({:.0} s)",

@@ -174,7 +174,7 @@ fn lut_cost(lut: &Lut, arch: &Arch) -> Result<(f64, f64), SearchError> {
 
 /// Seeded training images of step `step`: `n` draws with replacement.
 fn train_indices(data: &DataSet, n: usize, seed: u64, step: usize) -> Vec<usize> {
-    let mut rng = Rng::stream(seed ^ 0xb11e_7e1, step as u64);
+    let mut rng = Rng::stream(seed ^ 0x0b11_e7e1, step as u64);
     (0..n.max(1)).map(|_| rng.below(data.train.len())).collect()
 }
 
