@@ -84,7 +84,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1)]
     pub refine_rounds: usize,
     /// Steps of the bilevel search under each budget (a controller and a copy of the supernet
-    /// trained together, about 1.9 s a step on 2 cores; 0 skips it).
+    /// trained together, about 1-2 s a step on 2 cores; 0 skips it).
     #[arg(long, default_value_t = BilevelConfig::default().steps)]
     pub bilevel_steps: usize,
     #[arg(long, default_value_t = 1)]

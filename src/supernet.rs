@@ -78,7 +78,7 @@ impl MeasureArgs {
 /// The bilevel search's size (the rest of `BilevelConfig` keeps its defaults).
 #[derive(clap::Args, Clone)]
 pub struct BilevelArgs {
-    /// Alternations of a weight step and a controller step (about 1.9 s each on `micro`, 2 cores).
+    /// Alternations of a weight step and a controller step (about 1-2 s each on `micro`, 2 cores).
     #[arg(long, default_value_t = BilevelConfig::default().steps)]
     pub steps: usize,
     /// Architectures sampled, trained on and measured per step.

@@ -36,7 +36,7 @@ use crate::supernet::Supernet;
 use crate::train::{check_data, smoothed_targets, subnets_loss};
 
 /// The bilevel search's settings. The defaults are sized for the `micro` space on 2 cores: one
-/// budget's search takes about 3-4 minutes (README's performance table), so `bitfusion run`'s
+/// budget's search takes about 2-4 minutes (README's performance table), so `bitfusion run`'s
 /// seven budgets add under half an hour.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BilevelConfig {
@@ -62,6 +62,8 @@ pub struct BilevelConfig {
     pub lambda: f64,
     /// Step of the dual ascent on `lambda` (0: fixed).
     pub dual_lr: f64,
+    /// Centre each step's advantages on the step's own mean reward (see `ReinforceConfig`).
+    pub center_on_batch: bool,
     /// Label smoothing of the weight steps' targets.
     pub label_smoothing: f32,
     pub seed: u64,
@@ -83,6 +85,7 @@ impl Default for BilevelConfig {
             baseline_decay: 0.9,
             lambda: 1.0,
             dual_lr: 0.5,
+            center_on_batch: true,
             label_smoothing: 0.1,
             seed: 1,
             top_k: 5,
@@ -101,6 +104,7 @@ impl BilevelConfig {
             baseline_decay: self.baseline_decay,
             lambda: self.lambda,
             dual_lr: self.dual_lr,
+            center_on_batch: self.center_on_batch,
             seed: self.seed,
             top_k: self.top_k,
         }

@@ -31,6 +31,10 @@ pub struct ReinforceConfig {
     pub lambda: f64,
     /// Step of the dual ascent on `lambda` (0: fixed).
     pub dual_lr: f64,
+    /// Centre each step's advantages on its own batch's mean reward instead of the moving
+    /// baseline (which lags a jump of `lambda`, giving every sample of a step an advantage of the
+    /// same sign).
+    pub center_on_batch: bool,
     pub seed: u64,
     /// Candidates handed to re-ranking.
     pub top_k: usize,
@@ -38,7 +42,7 @@ pub struct ReinforceConfig {
 
 impl Default for ReinforceConfig {
     fn default() -> Self {
-        ReinforceConfig { steps: 300, samples: 16, lr: 0.5, entropy: 0.001, baseline_decay: 0.9, lambda: 1.0, dual_lr: 0.5, seed: 1, top_k: 5 }
+        ReinforceConfig { steps: 300, samples: 16, lr: 0.5, entropy: 0.001, baseline_decay: 0.9, lambda: 1.0, dual_lr: 0.5, center_on_batch: false, seed: 1, top_k: 5 }
     }
 }
 
@@ -78,7 +82,7 @@ impl Controller {
         let rewards: Vec<f64> = cands.iter().map(|c| self.reward(c, b)).collect();
         let n = rewards.len().max(1) as f64;
         let mean = rewards.iter().sum::<f64>() / n;
-        let base = self.baseline.unwrap_or(mean);
+        let base = if self.cfg.center_on_batch { mean } else { self.baseline.unwrap_or(mean) };
         // Scaled by the batch's reward spread, so the step size does not depend on the
         // accuracies' scale.
         let spread = (rewards.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n).sqrt().max(1e-6);
@@ -119,4 +123,33 @@ pub fn reinforce(ev: &mut Evaluator, b: &Budget, cfg: &ReinforceConfig) -> Resul
     let top = best_distinct(feasible, cfg.top_k);
     let best = top.first().cloned().ok_or(SearchError::NoneFeasible)?;
     Ok(Outcome { best, top, history, queries: ev.queries, seconds: start.elapsed().as_secs_f64() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::{Space, TINY_SPACE};
+
+    /// Candidates of `samples`, every one with accuracy `acc` (no cost: unconstrained).
+    fn scored(samples: &[Sample], acc: f64) -> Vec<Candidate> {
+        samples.iter().map(|s| Candidate { arch: s.arch.clone(), accuracy: acc, latency_ms: 0.0, energy_mj: 0.0 }).collect()
+    }
+
+    #[test]
+    fn centred_advantages_ignore_a_shift_of_every_reward_and_the_moving_baseline_does_not() {
+        let space = Space::from_toml(TINY_SPACE, "tiny").unwrap();
+        let mut rng = Rng::new(3);
+        let first: Vec<Sample> = (0..4).map(|_| Policy::uniform(&space).sample(&mut rng)).collect();
+        let second: Vec<Sample> = (0..4).map(|_| Policy::uniform(&space).sample(&mut rng)).collect();
+        let b = Budget::default();
+        for center_on_batch in [false, true] {
+            let cfg = ReinforceConfig { entropy: 0.0, center_on_batch, ..ReinforceConfig::default() };
+            let mut c = Controller::new(&space, &cfg);
+            // Equal rewards within each batch, the second batch's all higher (as after a fall of lambda).
+            c.update(first.clone(), &scored(&first, 0.5), &b);
+            let before = c.policy.clone();
+            c.update(second.clone(), &scored(&second, 0.9), &b);
+            assert_eq!(c.policy == before, center_on_batch, "center_on_batch {center_on_batch}");
+        }
+    }
 }
