@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
+use bitfusion_models::bilevel::BilevelConfig;
 use bitfusion_models::data::{DEFAULT_DIR, DataSet};
 use bitfusion_models::eval::{EvalConfig, FinetuneConfig, PtqRow};
 use bitfusion_models::pairs::{self, PairPlan, SampleConfig};
@@ -22,7 +23,7 @@ use bitfusion_models::rerank::{Measurer, Split};
 use bitfusion_models::train::{self, TrainConfig};
 use bitfusion_search::evolution::{self, Budget, EvoConfig, Evaluator, Freedom, cheapest, largest};
 use bitfusion_search::lut::{BuildSpec, Lut, build_lut, hw_hash};
-use bitfusion_search::methods::{CONTROLLERS, METHODS};
+use bitfusion_search::methods::{CONTROLLERS, METHODS, MethodResult};
 use bitfusion_search::{Arch, Space};
 use bitfusion_simulator::Objective;
 use bitfusion_simulator::config::{CostModelName, load_hw};
@@ -82,6 +83,10 @@ pub struct RunArgs {
     /// searches run again with the retrained predictor (0: search once).
     #[arg(long, default_value_t = 1)]
     pub refine_rounds: usize,
+    /// Steps of the bilevel search under each budget (a controller and a copy of the supernet
+    /// trained together, about 1-2 s a step on 2 cores; 0 skips it).
+    #[arg(long, default_value_t = BilevelConfig::default().steps)]
+    pub bilevel_steps: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
@@ -404,6 +409,25 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
         report.refine_samples = EnsemblePredictor::load(&refined)?.header.metrics.train.saturating_sub(pdata.quant.len());
     }
 
+    // 7b. The bilevel search under every budget (it trains a copy of the supernet and measures
+    // subnets: its queries are supernet evaluations, not predictor queries). Its results are
+    // cached per budget in bilevel.json (an interrupted stage resumes at the next budget) and
+    // join points.csv and candidates.json when absent or stale (after every new round of searches), so
+    // re-ranking measures its candidates exactly as every method's.
+    report.bilevel_steps = a.bilevel_steps;
+    if a.bilevel_steps > 0 {
+        let bcfg = BilevelConfig { steps: a.bilevel_steps, seed: a.seed, top_k: a.top_k, ..BilevelConfig::default() };
+        let results = bilevel_stage(out, &trained, &lut, &data, &budgets, &bcfg, &ckpt_hash, &device)?;
+        let present = read_rows(&points)?;
+        for (b, r) in &results {
+            // A row of this very result (its re-ranking kept); a row of an earlier configuration is replaced.
+            let current = |x: &PointRow| x.method == "bilevel" && row_budget(x) == *b && x.queries == r.queries && x.top1_arch == r.best.as_ref().map(|c| c.arch.to_text()).unwrap_or_default();
+            if !present.iter().any(current) {
+                search_cmd::record_results(out, b, std::slice::from_ref(r))?;
+            }
+        }
+    }
+
     // 8. Measured re-ranking: every method's candidates on the validation images, the winner and
     // the predicted-only winner on the test split (resumable: measurements are cached).
     let lists = read_candidates(&candidates_json)?;
@@ -464,6 +488,39 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+/// The bilevel search's cache: its inputs' fingerprint and the results of the budgets done.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BilevelCache {
+    fingerprint: String,
+    results: Vec<(Budget, MethodResult)>,
+}
+
+/// Run the bilevel search under every budget not yet in `out/bilevel.json` (results of other
+/// inputs are dropped), saving after each; returns every budget's result.
+#[allow(clippy::too_many_arguments)]
+fn bilevel_stage(out: &Path, trained: &train::Trained, lut: &Lut, data: &DataSet, budgets: &[Budget], cfg: &BilevelConfig, ckpt_hash: &str, device: &bitfusion_models::Device) -> anyhow::Result<Vec<(Budget, MethodResult)>> {
+    let path = out.join("bilevel.json");
+    let fingerprint = format!("{ckpt_hash}|{cfg:?}|{}", lut.header.hw_hash);
+    let mut cache = BilevelCache { fingerprint: fingerprint.clone(), results: Vec::new() };
+    if path.exists() {
+        let old: BilevelCache = serde_json::from_str(&std::fs::read_to_string(&path)?).with_context(|| format!("{}: malformed (delete it to search again)", path.display()))?;
+        if old.fingerprint == fingerprint {
+            cache = old;
+        }
+    }
+    for b in budgets {
+        if cache.results.iter().any(|(x, _)| x == b) {
+            continue;
+        }
+        say(format!("bilevel search under {} ({} steps of {} subnets, each step a weight step and a controller step)", budget_text(b), cfg.steps, cfg.samples));
+        let r = crate::supernet::bilevel_search(trained, lut, data, b, cfg, device)?;
+        say(format!("  {} supernet evaluations in {:.0} s{}", r.queries, r.seconds, if r.note.is_empty() { String::new() } else { format!(": {}", r.note) }));
+        cache.results.push((*b, r));
+        write_atomic(&path, serde_json::to_string_pretty(&cache)?.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(budgets.iter().filter_map(|b| cache.results.iter().find(|(x, _)| x == b).cloned()).collect())
+}
+
 fn budget_text(b: &Budget) -> String {
     match (b.latency_ms, b.energy_mj) {
         (Some(l), _) => format!("{l:.4} ms"),
@@ -518,6 +575,8 @@ struct Report {
     seeds: usize,
     top_k: usize,
     rerank_images: usize,
+    /// Steps of the bilevel search (0: not run).
+    bilevel_steps: usize,
     seconds: f64,
 }
 
@@ -645,6 +704,13 @@ impl Report {
                 "The searches ran {} rounds: after every round but the last, every method's candidates were measured on the validation images and added to the quantized pairs, and the quantized predictor was retrained ({} measured candidates in all); the predictions below are the refined predictor's.\n\n",
                 self.refine_rounds + 1,
                 self.refine_samples
+            );
+        }
+        if self.bilevel_steps > 0 {
+            let d = BilevelConfig::default();
+            s += &format!(
+                "`bilevel` is not a predictor search: a REINFORCE controller and a copy of the supernet train together ({} steps; each samples {} subnets with bits, takes one quantization-aware weight step on them and one controller step on their reward, validation accuracy minus a dual-ascent penalty on the budget's overrun from the LUT). Its queries are **supernet evaluations** (each subnet recalibrated on {} training images and measured on {} validation images during the search), not predictor queries, and its \"predicted\" columns hold those in-search validation accuracies. Its candidates are re-ranked and its winner measured on the shipped supernet's weights, as every method's.\n\n",
+                self.bilevel_steps, d.samples, d.calibration_images, d.valid_images
             );
         }
         for b in &self.budgets {

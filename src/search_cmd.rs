@@ -542,8 +542,7 @@ pub fn search_view<'a>(p: &'a LoadedPredictor, penalty: f64) -> Box<dyn evolutio
 /// `out/candidates.json`. Returns the rows of this budget.
 pub fn search_budget(space: &Space, lut: &Lut, p: &dyn evolution::Predictor, budget: &Budget, cfg: &EvoConfig, methods_list: &[&str], out: &Path) -> anyhow::Result<Vec<PointRow>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut rows = Vec::new();
-    let mut lists = Vec::new();
+    let mut results = Vec::new();
     let mut joint_queries = 0;
     for m in methods_list {
         let r = methods::run(m, space, lut, p, budget, cfg, joint_queries)?;
@@ -554,9 +553,17 @@ pub fn search_budget(space: &Space, lut: &Lut, p: &dyn evolution::Predictor, bud
                 None => bail!("{}", r.note),
             }
         }
-        rows.push(row(budget, &r));
-        lists.push(CandidateList::of(budget, &r));
+        results.push(r);
     }
+    record_results(out, budget, &results)
+}
+
+/// Write methods' results under one budget into `out`: their rows replace earlier rows of the
+/// same method and budget in `out/points.csv`, and their candidates for re-ranking those in
+/// `out/candidates.json`. Returns the rows.
+pub fn record_results(out: &Path, budget: &Budget, results: &[methods::MethodResult]) -> anyhow::Result<Vec<PointRow>> {
+    let rows: Vec<PointRow> = results.iter().map(|r| row(budget, r)).collect();
+    let lists: Vec<CandidateList> = results.iter().map(|r| CandidateList::of(budget, r)).collect();
     let same = |lat: Option<f64>, en: Option<f64>, m: &str| lat == budget.latency_ms && en == budget.energy_mj && rows.iter().any(|r| r.method == m);
     let mut all = read_rows(&out.join("points.csv"))?;
     all.retain(|x| !same(x.budget_latency_ms, x.budget_energy_mj, &x.method));

@@ -1,13 +1,17 @@
-//! `bitfusion supernet train|sample|eval`: thin wrappers over `bitfusion_models`.
+//! `bitfusion supernet train|sample|ptq|eval|bilevel`: thin wrappers over `bitfusion_models`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
+use bitfusion_models::bilevel::{self, BilevelConfig, BilevelStep};
 use bitfusion_models::data::{DEFAULT_DIR, DataSet};
 use bitfusion_models::eval::{self, EvalConfig, FinetuneConfig};
 use bitfusion_models::pairs::{self, PairPlan, SampleConfig};
 use bitfusion_models::quant::Quantizer;
 use bitfusion_models::train::{self, PhaseConfig, Progress, TrainConfig};
+use bitfusion_search::evolution::{self, Budget};
+use bitfusion_search::lut::Lut;
+use bitfusion_search::methods::MethodResult;
 use bitfusion_search::{Arch, Space};
 
 /// Data-set selection shared by the supernet commands.
@@ -71,8 +75,69 @@ impl MeasureArgs {
     }
 }
 
+/// The bilevel search's size (the rest of `BilevelConfig` keeps its defaults).
+#[derive(clap::Args, Clone)]
+pub struct BilevelArgs {
+    /// Alternations of a weight step and a controller step (about 1-2 s each on `micro`, 2 cores).
+    #[arg(long, default_value_t = BilevelConfig::default().steps)]
+    pub steps: usize,
+    /// Architectures sampled, trained on and measured per step.
+    #[arg(long, default_value_t = BilevelConfig::default().samples)]
+    pub samples: usize,
+    /// Validation images each sampled subnet is measured on.
+    #[arg(long, default_value_t = BilevelConfig::default().valid_images)]
+    pub valid_images: usize,
+    /// Training images each sampled subnet is recalibrated on before it is measured.
+    #[arg(long, default_value_t = BilevelConfig::default().calibration_images)]
+    pub calibration_images: usize,
+    /// Candidates handed to measured re-ranking.
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+impl BilevelArgs {
+    pub fn config(&self) -> anyhow::Result<BilevelConfig> {
+        if self.steps == 0 || self.samples == 0 || self.valid_images == 0 || self.calibration_images == 0 || self.top_k == 0 {
+            bail!("--steps, --samples, --valid-images, --calibration-images and --top-k must be at least 1");
+        }
+        Ok(BilevelConfig { steps: self.steps, samples: self.samples, valid_images: self.valid_images, calibration_images: self.calibration_images, top_k: self.top_k, seed: self.seed, ..BilevelConfig::default() })
+    }
+}
+
 #[derive(clap::Subcommand)]
 pub enum SupernetCommand {
+    /// The bilevel search: a REINFORCE controller samples (subnet, bits) from the supernet, the
+    /// supernet's weights take a quantization-aware step on them, the controller a step on their
+    /// measured validation reward (accuracy minus a dual-ascent penalty on the budget's overrun
+    /// from the LUT), alternately. Starts from a copy of the checkpoint (never written); writes
+    /// the `bilevel` row of points.csv and its candidates in candidates.json in --out.
+    Bilevel {
+        /// The trained supernet to start from (read only).
+        #[arg(long)]
+        ckpt: PathBuf,
+        /// The LUT of the checkpoint's space.
+        #[arg(long)]
+        lut: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Latency budget (ms, from the LUT).
+        #[arg(long)]
+        latency_ms: Option<f64>,
+        /// Energy budget (mJ, from the LUT).
+        #[arg(long)]
+        energy_mj: Option<f64>,
+        /// Output directory (points.csv, candidates.json; locked while the search runs).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        size: BilevelArgs,
+        /// Also measure every candidate on this many validation images, on the checkpoint's
+        /// weights and on the search's trained copy (0: not).
+        #[arg(long, default_value_t = 0)]
+        measure_images: usize,
+    },
     /// Train a once-for-all supernet: the full network, then progressive shrinking (kernel,
     /// depth, width) with distillation. Checkpoints every epoch; re-running resumes.
     Train {
@@ -194,6 +259,52 @@ fn bar(len: u64) -> anyhow::Result<indicatif::ProgressBar> {
 
 pub fn run(cmd: SupernetCommand) -> anyhow::Result<bool> {
     match cmd {
+        SupernetCommand::Bilevel { ckpt, lut, data, latency_ms, energy_mj, out, size, measure_images } => {
+            let cfg = size.config()?;
+            for (what, v) in [("--latency-ms", latency_ms), ("--energy-mj", energy_mj)] {
+                if v.is_some_and(|x| !(x > 0.0 && x.is_finite())) {
+                    bail!("{what}: give a positive number");
+                }
+            }
+            let budget = Budget { latency_ms, energy_mj };
+            let device = bitfusion_models::device();
+            let trained = train::load(&ckpt, &device)?;
+            let lut = Lut::load(&lut)?;
+            lut.check_space(&trained.space)?;
+            // An infeasible budget fails before the data is read.
+            evolution::check_feasible(&trained.space, &lut, &evolution::Freedom::joint(&trained.space), &budget)?;
+            let data = data.load()?;
+            // One writer per directory, as `search` and `run`.
+            let _lock = bitfusion_util::OutputLock::dir(&out)?;
+            let (r, tuned) = bilevel_search_with_net(&trained, &lut, &data, &budget, &cfg, &device)?;
+            let Some(tuned) = tuned else { bail!("{}", r.note) };
+            let rows = crate::search_cmd::record_results(&out, &budget, std::slice::from_ref(&r))?;
+            for r in &rows {
+                println!(
+                    "{:<8} validation {:.2}% ({} images, during the search)  {:.4} ms  {:.4} mJ  {} supernet evaluations  {:.1} s  {}",
+                    r.method,
+                    100.0 * r.predicted_accuracy.unwrap_or(0.0),
+                    cfg.valid_images,
+                    r.latency_ms.unwrap_or(0.0),
+                    r.energy_mj.unwrap_or(0.0),
+                    r.queries,
+                    r.seconds,
+                    r.arch
+                );
+            }
+            if measure_images > 0 {
+                // The candidates on both weights, measured as re-ranking measures (recalibrated
+                // on 500 training images): the checkpoint's (what `run` re-ranks with) and the
+                // search's trained copy.
+                let m = EvalConfig { calibration_images: 500, eval_images: Some(measure_images), batch: 500 };
+                for c in &r.top {
+                    let on = |net| eval::accuracy(net, &trained.space, &c.arch, &data, &data.valid, &m, Some(Quantizer::MseClip), &device);
+                    println!("candidate: {:.2}% on the checkpoint's weights, {:.2}% on the search's weights ({measure_images} validation images)  {}", 100.0 * on(&trained.net), 100.0 * on(&tuned), c.arch.to_text());
+                }
+            }
+            println!("wrote {}", out.join("points.csv").display());
+            Ok(true)
+        }
         SupernetCommand::Train { space, data, out, seed, epochs, batch, images_per_epoch, shrink_images, quant_images, subnets_per_step, quantized, stop_after, measure } => {
             let space = Space::load(&space)?;
             let mut cfg = TrainConfig::micro_default(seed);
@@ -311,6 +422,41 @@ pub fn run(cmd: SupernetCommand) -> anyhow::Result<bool> {
             }
             Ok(true)
         }
+    }
+}
+
+/// A progress line of the bilevel search, on stderr every tenth step (and the first and last).
+fn bilevel_progress(s: &BilevelStep, steps: usize) {
+    if s.step == 1 || s.step.is_multiple_of(10) || s.step == steps {
+        let best = if s.best_feasible.is_finite() { format!("{:.2}%", 100.0 * s.best_feasible) } else { "-".into() };
+        eprintln!(
+            "[bilevel] step {}/{steps}: loss {:.3}, mean accuracy {:.2}%, best feasible {best}, {:.0}% feasible, lambda {:.3}, entropy {:.1} ({:.0} s)",
+            s.step,
+            s.train_loss,
+            100.0 * s.mean_accuracy,
+            100.0 * s.feasible_fraction,
+            s.lambda,
+            s.entropy,
+            s.seconds
+        );
+    }
+}
+
+/// Run the bilevel search from `trained` (copied) under `budget`, as a method's result: an
+/// infeasible budget is a result with its reason in `note` (as evolution's), any other error
+/// fails. Its `queries` are supernet evaluations and its accuracies validation measurements.
+pub fn bilevel_search(trained: &train::Trained, lut: &Lut, data: &DataSet, budget: &Budget, cfg: &BilevelConfig, device: &bitfusion_models::Device) -> anyhow::Result<MethodResult> {
+    Ok(bilevel_search_with_net(trained, lut, data, budget, cfg, device)?.0)
+}
+
+/// [`bilevel_search`], with the supernet as the search trained it (None when the budget is
+/// infeasible).
+fn bilevel_search_with_net(trained: &train::Trained, lut: &Lut, data: &DataSet, budget: &Budget, cfg: &BilevelConfig, device: &bitfusion_models::Device) -> anyhow::Result<(MethodResult, Option<bitfusion_models::supernet::Supernet>)> {
+    let method = "bilevel".to_string();
+    match bilevel::bilevel(&trained.net, &trained.space, lut, data, budget, cfg, device, &mut |s| bilevel_progress(s, cfg.steps)) {
+        Ok(r) => Ok((MethodResult { method, best: Some(r.outcome.best), top: r.outcome.top, queries: r.outcome.queries, seconds: r.outcome.seconds, note: String::new() }, Some(r.net))),
+        Err(e) if e.is_infeasible() => Ok((MethodResult { method, best: None, top: Vec::new(), queries: 0, seconds: 0.0, note: e.to_string() }, None)),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -182,3 +182,68 @@ fn user_errors_are_one_line_messages() {
     let e = fails(&["predictor", "train", "--data", d.join("few.jsonl").to_str().unwrap(), "--out", d.join("few.pred").to_str().unwrap()]);
     assert!(e.contains("1 samples are too few"), "{e}");
 }
+
+/// The bilevel search (issue 16, item 4) on the toy space: through `supernet bilevel` (its row
+/// and candidates written like every method's, an infeasible budget refused at once in one
+/// line), and in the library on 1 and 2 threads (the same seed, the same result).
+#[test]
+fn the_bilevel_search_fits_budgets_fails_fast_and_is_the_same_on_1_and_2_threads() {
+    use bitfusion_models::bilevel::{BilevelConfig, BilevelError, bilevel};
+    use bitfusion_models::train;
+    use bitfusion_search::evolution::{Budget, Freedom, cheapest, largest};
+    use bitfusion_search::lut::Lut;
+
+    let d = scratch("pipeline", "bilevel");
+    let data_dir = d.join("data");
+    let data = toy::data(&data_dir, 320, 64);
+    let space = toy::space();
+    std::fs::write(d.join("toy.toml"), toy::SPACE).unwrap();
+    let dev = bitfusion_models::device();
+    let ck = d.join("toy.ckpt");
+    let trained = train::train(&space, &data, &toy::config(5), &ck, &dev, None, &mut |_| {}).unwrap();
+    let lut_path = d.join("toy.lut");
+    ok(&["lut", "build", "--space", d.join("toy.toml").to_str().unwrap(), "--out", lut_path.to_str().unwrap()]);
+    let lut = Lut::load(&lut_path).unwrap();
+    // A budget halfway between the cheapest and the largest architecture's latency.
+    let (min, _) = cheapest(&space, &lut, &Freedom::joint(&space), &|e| e.latency_ms).unwrap();
+    let (_, max, _) = lut.cost(&largest(&space, 8)).unwrap();
+    let mid = (min + max) / 2.0;
+    let budget = Budget { latency_ms: Some(mid), energy_mj: None };
+
+    // Through the CLI.
+    let out = d.join("out");
+    let (ck_s, lut_s, data_s, out_s, mid_s) = (ck.to_str().unwrap(), lut_path.to_str().unwrap(), data_dir.to_str().unwrap(), out.to_str().unwrap(), format!("{mid}"));
+    let base = ["supernet", "bilevel", "--ckpt", ck_s, "--lut", lut_s, "--data", data_s, "--valid", "64", "--out", out_s, "--steps", "6", "--samples", "3", "--valid-images", "64", "--calibration-images", "64"];
+    let text = ok(&[&base[..], &["--latency-ms", &mid_s]].concat());
+    assert!(text.contains("supernet evaluations") && text.contains("[bilevel] step 6/6"), "{text}");
+    let rows = common::read_csv(out.join("points.csv").to_str().unwrap());
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["method"], "bilevel");
+    assert!(common::float(&rows[0], "latency_ms") <= mid, "{:?}", rows[0]);
+    // 6 steps of 3 subnets, and the final policy's mode when it fits.
+    assert!([18, 19].contains(&common::int(&rows[0], "queries")), "{:?}", rows[0]);
+    let cands = std::fs::read_to_string(out.join("candidates.json")).unwrap();
+    assert!(cands.contains("\"method\": \"bilevel\"") && cands.contains("toy:"), "{cands}");
+    // An infeasible budget: a one-line error, before any training.
+    let t = std::time::Instant::now();
+    let e = fails(&[&base[..], &["--latency-ms", &format!("{}", min * 0.5)]].concat());
+    assert!(e.contains("infeasible") && e.contains("latency"), "{e}");
+    assert!(t.elapsed().as_secs_f64() < 1.0, "{:?}", t.elapsed());
+
+    // In the library: infeasible in well under a second, and the same result on 1 and 2 threads.
+    let cfg = BilevelConfig { steps: 5, samples: 3, train_batch: 32, calibration_images: 64, valid_images: 64, ..BilevelConfig::default() };
+    let t = std::time::Instant::now();
+    let tight = Budget { latency_ms: Some(min * 0.9), energy_mj: None };
+    let e = bilevel(&trained.net, &space, &lut, &data, &tight, &cfg, &dev, &mut |_| {}).err().unwrap();
+    assert!(matches!(e, BilevelError::Search(_)) && e.is_infeasible(), "{e}");
+    assert!(t.elapsed().as_secs_f64() < 0.5, "{:?}", t.elapsed());
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let r = pool.install(|| bilevel(&trained.net, &space, &lut, &data, &budget, &cfg, &dev, &mut |_| {}).unwrap());
+        let steps: Vec<_> = r.steps.iter().map(|s| (s.train_loss, s.mean_accuracy, s.mean_reward, s.best_feasible, s.lambda, s.entropy)).collect();
+        (r.outcome.top, r.outcome.history, r.outcome.queries, steps, r.policy)
+    };
+    let (one, two) = (on(1), on(2));
+    assert!(!one.0.is_empty() && one.0.iter().all(|c| budget.admits(c.latency_ms, c.energy_mj)), "{:?}", one.0);
+    assert!(one == two, "1 thread: {:?}\n2 threads: {:?}", one.0, two.0);
+}

@@ -7,9 +7,11 @@
 //! NHWC, with hand-written backward passes) -> [`quant`] (the quantizers) -> [`supernet`]
 //! (network, views, extraction; images from [`data`]) -> [`policy`] (bit policies) -> [`train`]
 //! (progressive shrinking and the quantization-aware phase, checkpoints) -> [`eval`]
-//! (calibration, accuracy, the post-training table) -> [`pairs`] (pair files) -> [`predictor`]
-//! -> [`rerank`] (measured re-ranking of search results).
+//! (calibration, accuracy, the post-training table) -> [`bilevel`] (the controller and the
+//! supernet's weights trained together) -> [`pairs`] (pair files) -> [`predictor`] -> [`rerank`]
+//! (measured re-ranking of search results).
 
+pub mod bilevel;
 pub mod checkpoint;
 pub mod data;
 pub mod eval;

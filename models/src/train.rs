@@ -268,6 +268,30 @@ pub fn step_subnets(space: &Space, phase: Phase, cfg: &TrainConfig, rng: &mut Rn
     }
 }
 
+/// The loss of one training step: the sum over `subnets` (each a view of `net`, fake-quantized
+/// when its flag says so) of the cross-entropy to `targets` plus, given a teacher's `soft`
+/// targets, `kd_weight` x the soft cross-entropy; and the subnets' correct predictions of
+/// `labels` (counted over every subnet). Shared by [`train`] and the bilevel search.
+#[allow(clippy::too_many_arguments)]
+pub fn subnets_loss(net: &Supernet, space: &Space, subnets: &[(Arch, bool)], x: &Tensor<4>, targets: &Tensor<2>, soft: Option<&Tensor<2>>, kd_weight: f32, labels: &[u8]) -> (Tensor<1>, usize) {
+    let mut right = 0;
+    let mut total: Option<Tensor<1>> = None;
+    for (arch, quantize) in subnets {
+        let (plan, w) = net.view(space, arch);
+        let logits = forward(&plan, &w, x.clone(), Mode::Train { quantize: *quantize }, None);
+        right += correct(logits.clone().detach(), labels);
+        let mut loss = cross_entropy_with_logits(logits.clone(), targets.clone());
+        if let Some(soft) = soft {
+            loss = loss + cross_entropy_with_logits(logits, soft.clone()).mul_scalar(kd_weight);
+        }
+        total = Some(match total {
+            Some(t) => t + loss,
+            None => loss,
+        });
+    }
+    (total.expect("at least one subnet"), right)
+}
+
 /// One-hot targets with label smoothing, `[b, classes]`.
 pub fn smoothed_targets(labels: &[u8], classes: usize, smoothing: f32, device: &Device) -> Tensor<2> {
     let off = smoothing / classes as f32;
@@ -390,22 +414,9 @@ pub fn train(
                 let mut rng = Rng::stream(cfg.seed, state.step);
                 let subnets = step_subnets(space, pc.phase, cfg, &mut rng);
                 let n_sub = subnets.len();
-                let mut total: Option<Tensor<1>> = None;
-                for (arch, quantize) in subnets {
-                    let (plan, w) = net.view(space, &arch);
-                    let logits = forward(&plan, &w, x.clone(), Mode::Train { quantize }, None);
-                    right += correct(logits.clone().detach(), &labels);
-                    seen += labels.len();
-                    let mut loss = cross_entropy_with_logits(logits.clone(), targets.clone());
-                    if let Some(soft) = &soft {
-                        loss = loss + cross_entropy_with_logits(logits, soft.clone()).mul_scalar(cfg.kd_weight);
-                    }
-                    total = Some(match total {
-                        Some(t) => t + loss,
-                        None => loss,
-                    });
-                }
-                let total = total.expect("at least one subnet");
+                let (total, step_right) = subnets_loss(&net, space, &subnets, &x, &targets, soft.as_ref(), cfg.kd_weight, &labels);
+                right += step_right;
+                seen += labels.len() * n_sub;
                 loss_sum += total.clone().detach().into_scalar::<f32>() as f64 / n_sub as f64;
                 let grads = GradientsParams::from_grads(total.backward(), &net);
                 net = opt.step(cosine(pc.lr, state.epoch * steps + s, pc.epochs * steps), net, grads);

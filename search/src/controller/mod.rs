@@ -12,4 +12,4 @@ mod reinforce;
 pub use expected_cost::{CostGradient, ExpectedCost};
 pub use gumbel::{GumbelConfig, gumbel};
 pub use policy::{Policy, Sample};
-pub use reinforce::{ReinforceConfig, reinforce};
+pub use reinforce::{Controller, ReinforceConfig, excess, reinforce};
