@@ -615,8 +615,9 @@ impl Report {
     /// accuracy, predictor queries and search time side by side.
     fn controllers_markdown(&self) -> String {
         let mut s = String::from("### The joint evolution against the learned-policy controllers (test split)\n\n");
-        s += "The same predictor, LUT and budgets; REINFORCE samples as many architectures as the evolution made queries, the Gumbel-softmax relaxation asks the predictor for every hard sample's neighbours (its straight-through gradient), so its queries are several times the others'.\n\n";
-        let methods: Vec<&str> = std::iter::once("joint").chain(CONTROLLERS.iter().copied()).collect();
+        s += "The same predictor, LUT and budgets; REINFORCE samples as many architectures as the evolution made queries, the Gumbel-softmax relaxation asks the predictor for every hard sample's neighbours (its straight-through gradient), so its queries are several times the others'. The bilevel search's queries are supernet evaluations (see above), not predictor queries.\n\n";
+        let bilevel = self.rows.iter().any(|r| r.method == "bilevel");
+        let methods: Vec<&str> = std::iter::once("joint").chain(CONTROLLERS.iter().copied()).chain(bilevel.then_some("bilevel")).collect();
         s += "| budget |";
         for m in &methods {
             s += &format!(" {m}: test | queries | s |");
