@@ -140,11 +140,7 @@ fn draw_arch<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &ArchChart) -
     let (upper, lower) = root.split_vertically(root.dim_in_pixel().1 / 2);
     let n = a.layers.len();
     // Short labels fit under narrow bars: s1b0e = stage 1, block 0, expand (d: depthwise, p: project).
-    let labels: Vec<String> = a
-        .layers
-        .iter()
-        .map(|l| l.name.replace("_expand", "e").replace("_dw", "d").replace("_project", "p").replace("first_", "f").replace("feature_mix", "mix").replace("classifier", "fc"))
-        .collect();
+    let labels: Vec<String> = a.layers.iter().map(|l| short_layer_name(&l.name)).collect();
     let mut chart = ChartBuilder::on(&upper)
         .caption(&a.title, ("sans-serif", 20))
         .margin(10)
@@ -173,17 +169,7 @@ fn draw_arch<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &ArchChart) -
         .y_label_area_size(60)
         .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..top * 1.1)
         .map_err(|e| e.to_string())?;
-    let xl = |v: &f64| category(&labels, *v);
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n)
-        .x_label_formatter(&xl)
-        .x_label_style(("sans-serif", 11))
-        .y_desc("output channels")
-        .label_style(("sans-serif", 13))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    layer_mesh(&mut chart, &labels, "output channels")?;
     chart
         .draw_series(a.layers.iter().enumerate().map(|(i, l)| Rectangle::new([(i as f64 - 0.35, 0.0), (i as f64 + 0.35, l.channels as f64)], SERIES[2].filled())))
         .map_err(|e| e.to_string())?;
@@ -437,6 +423,21 @@ fn merged_layer_names(configs: &[ConfigRoofline]) -> Vec<String> {
 }
 
 /// Short names under narrow bars: s1b0e = stage 1, block 0, expand (d: depthwise, p: project).
+/// The mesh of a chart with one category per layer along x (named by `labels`) and `y_desc` up.
+fn layer_mesh<DB: DrawingBackend>(chart: &mut ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>, labels: &[String], y_desc: &str) -> DrawResult {
+    let xl = |v: &f64| category(labels, *v);
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(labels.len())
+        .x_label_formatter(&xl)
+        .x_label_style(("sans-serif", 11))
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 fn short_layer_name(name: &str) -> String {
     name.replace("_expand", "e").replace("_dw", "d").replace("_project", "p").replace("first_", "f").replace("feature_mix", "mix").replace("classifier", "fc")
 }
@@ -457,17 +458,7 @@ fn draw_edge_cloud<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, configs: &
         .y_label_area_size(55)
         .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..12.0)
         .map_err(|e| e.to_string())?;
-    let xl = |v: &f64| category(&labels, *v);
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n)
-        .x_label_formatter(&xl)
-        .x_label_style(("sans-serif", 11))
-        .y_desc("bits")
-        .label_style(("sans-serif", 13))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    layer_mesh(&mut chart, &labels, "bits")?;
     let slots = (2 * configs.len()).max(1) as f64;
     let width = 0.84 / slots;
     for (c, cfg) in configs.iter().enumerate() {

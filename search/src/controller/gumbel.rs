@@ -24,7 +24,7 @@
 
 use super::expected_cost::ExpectedCost;
 use super::policy::{Policy, softmax};
-use super::reinforce::relative_excess;
+use super::reinforce::{finish, relative_excess};
 use crate::arch::Arch;
 use crate::evolution::{Budget, Candidate, Evaluator, Freedom, Outcome, SearchError, best_distinct, check_feasible};
 use bitfusion_util::Rng;
@@ -173,11 +173,7 @@ pub fn gumbel(ev: &mut Evaluator, b: &Budget, cfg: &GumbelConfig) -> Result<Outc
         lambda = (lambda + cfg.dual_lr * mean_excess / samples as f64).max(0.0);
         history.push(top.first().map_or(f64::NEG_INFINITY, |c| c.accuracy));
     }
-    let mode = ev.evaluate(&[policy.argmax()])?;
-    top.extend(mode.into_iter().filter(|c| b.admits(c.latency_ms, c.energy_mj)));
-    let top = best_distinct(top, cfg.top_k);
-    let best = top.first().cloned().ok_or(SearchError::NoneFeasible)?;
-    Ok(Outcome { best, top, history, queries: ev.queries, seconds: start.elapsed().as_secs_f64() })
+    finish(ev, &policy, b, top, cfg.top_k, history, start)
 }
 
 #[cfg(test)]

@@ -126,11 +126,15 @@ pub fn reinforce(ev: &mut Evaluator, b: &Budget, cfg: &ReinforceConfig) -> Resul
         }
         history.push(best_so_far);
     }
-    let policy = &controller.policy;
-    // The policy's output: its most likely architecture, if it fits.
+    finish(ev, &controller.policy, b, feasible, cfg.top_k, history, start)
+}
+
+/// A controller's outcome: its feasible candidates and the policy's output, its most likely
+/// architecture if it fits, as `top_k` distinct candidates.
+pub(super) fn finish(ev: &mut Evaluator, policy: &Policy, b: &Budget, mut feasible: Vec<Candidate>, top_k: usize, history: Vec<f64>, start: std::time::Instant) -> Result<Outcome, SearchError> {
     let mode = ev.evaluate(&[policy.argmax()])?;
     feasible.extend(mode.into_iter().filter(|c| b.admits(c.latency_ms, c.energy_mj)));
-    let top = best_distinct(feasible, cfg.top_k);
+    let top = best_distinct(feasible, top_k);
     let best = top.first().cloned().ok_or(SearchError::NoneFeasible)?;
     Ok(Outcome { best, top, history, queries: ev.queries, seconds: start.elapsed().as_secs_f64() })
 }
