@@ -250,6 +250,13 @@ fn error_pct(p: &SearchPoint) -> f64 {
     100.0 * (1.0 - p.predicted)
 }
 
+/// A winner's error in percent as measured (on the test split where it was), else predicted: the
+/// methods' "predicted" accuracies are not all the predictor's (the bilevel search's are its
+/// in-search validation accuracies), their measurements are comparable.
+fn measured_error_pct(p: &SearchPoint) -> f64 {
+    100.0 * (1.0 - p.measured.unwrap_or(p.predicted))
+}
+
 /// Marker of the i-th method's winners at `p`: one colour per method (the palette of the fronts),
 /// a thick cross, and for the second round of the palette a filled triangle instead.
 fn winner_marker<DB: DrawingBackend>(i: usize, p: (f64, f64)) -> DynElement<'static, DB, (f64, f64)> {
@@ -295,7 +302,7 @@ where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let root = root.titled("objectives of the search: predicted error, latency, energy (front = NSGA-II; markers = each method's winners)", ("sans-serif", 20)).map_err(|e| e.to_string())?;
+    let root = root.titled("objectives of the search: error, latency, energy (dots: the NSGA-II front, predicted error; crosses: each method's winners, measured error)", ("sans-serif", 20)).map_err(|e| e.to_string())?;
     let w = root.dim_in_pixel().0;
     let (left, rest) = root.split_horizontally(w * 36 / 100);
     let (middle, right) = rest.split_horizontally(w * 32 / 100);
@@ -303,7 +310,8 @@ where
     let range = |f: fn(&SearchPoint) -> f64| all.iter().map(|p| f(p)).fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     let (l0, l1) = range(|p| p.latency_ms);
     let (e0, e1) = range(|p| p.energy_mj);
-    let (r0, r1) = range(error_pct);
+    let errors = o.front.iter().map(error_pct).chain(o.winners.iter().map(measured_error_pct));
+    let (r0, r1) = errors.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     // The colour scale runs from the front's lowest error to its 90th percentile (a few very
     // cheap, very inaccurate points would otherwise leave every other point the same dark hue);
     // errors above it take the top colour.
@@ -339,11 +347,12 @@ where
     }))
     .map_err(|e| e.to_string())?;
     // Panels 2 and 3: error against latency and against energy.
-    let panels: [(&DrawingArea<DB, Shift>, &str, &str, fn(&SearchPoint) -> (f64, f64), (f64, f64)); 2] = [
-        (&middle, "error vs latency", "latency (ms)", |p| (p.latency_ms, error_pct(p)), (l0, l1)),
-        (&right, "error vs energy", "energy (mJ)", |p| (p.energy_mj, error_pct(p)), (e0, e1)),
+    type Xy = fn(&SearchPoint) -> (f64, f64);
+    let panels: [(&DrawingArea<DB, Shift>, &str, &str, Xy, Xy, (f64, f64)); 2] = [
+        (&middle, "error vs latency", "latency (ms)", |p| (p.latency_ms, error_pct(p)), |p| (p.latency_ms, measured_error_pct(p)), (l0, l1)),
+        (&right, "error vs energy", "energy (mJ)", |p| (p.energy_mj, error_pct(p)), |p| (p.energy_mj, measured_error_pct(p)), (e0, e1)),
     ];
-    for (k, (area, title, x_desc, xy, (x0, x1))) in panels.into_iter().enumerate() {
+    for (k, (area, title, x_desc, xy, winner_xy, (x0, x1))) in panels.into_iter().enumerate() {
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 15))
             .margin(10)
@@ -351,12 +360,12 @@ where
             .y_label_area_size(55)
             .build_cartesian_2d(padded(x0, x1), padded(r0, r1))
             .map_err(|e| e.to_string())?;
-        chart.configure_mesh().x_desc(x_desc).y_desc("predicted error (%)").label_style(("sans-serif", 13)).draw().map_err(|e| e.to_string())?;
+        chart.configure_mesh().x_desc(x_desc).y_desc("error (%): front predicted, winners measured").label_style(("sans-serif", 13)).draw().map_err(|e| e.to_string())?;
         let pts: Vec<(f64, f64)> = o.front.iter().map(xy).collect();
         let grey = RGBColor(150, 150, 150);
         chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, grey.mix(0.6).filled()))).map_err(|e| e.to_string())?.label("NSGA-II front").legend(move |(x, y)| Circle::new((x + 8, y), 3, grey.filled()));
         chart.draw_series(LineSeries::new(front_2d(&pts), grey.stroke_width(1))).map_err(|e| e.to_string())?;
-        draw_winners(&mut chart, &methods, o.winners, xy, k == 1)?;
+        draw_winners(&mut chart, &methods, o.winners, winner_xy, k == 1)?;
         if k == 1 {
             draw_legend(&mut chart, SeriesLabelPosition::UpperRight, 12)?;
         }
