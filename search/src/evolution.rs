@@ -603,6 +603,8 @@ pub fn evolve(ev: &mut Evaluator, f: &Freedom, b: &Budget, cfg: &EvoConfig) -> R
     if best.as_ref().is_none_or(|bst| scored[0].accuracy > bst.accuracy) {
         best = Some(scored[0].clone());
     }
+    // The last generation's offspring count too: the history ends at the returned best.
+    history.push(best.as_ref().map_or(0.0, |c| c.accuracy));
     let best = best.expect("a population");
     let mut top = best_distinct(archive.into_values(), cfg.top_k);
     if top.first().is_none_or(|t| t.arch != best.arch) {
