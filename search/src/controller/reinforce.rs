@@ -1,8 +1,8 @@
 //! REINFORCE (Williams, 1992) over the [`Policy`]: the reward of an architecture is its predicted
 //! accuracy minus `lambda` x its relative overrun of the budget, max(J(a)/c - 1, 0) summed over
-//! the constrained metrics (J from the LUT); a moving-average baseline reduces the variance (the
-//! advantages are scaled by the batch's reward spread), an
-//! entropy bonus keeps the policy exploring, and `lambda` follows a dual ascent on the
+//! the constrained metrics (J from the LUT); a baseline reduces the variance (by default each
+//! step's mean reward, optionally a moving average over steps; the advantages are scaled by the
+//! batch's reward spread), an entropy bonus keeps the policy exploring, and `lambda` follows a dual ascent on the
 //! constraint: it grows while the batch's mean relative excess E[J/c - 1] is positive and
 //! shrinks (to no less than 0) while the samples fit with room to spare.
 //!
