@@ -513,3 +513,37 @@ fn gumbel_finds_the_constrained_optimum_deterministically_and_fails_fast() {
     let e = gumbel(&mut Evaluator::new(&space, &lut, &p), &Budget { latency_ms: Some(lats[0] * 0.9), energy_mj: None }, &GumbelConfig::default()).unwrap_err();
     assert!(e.is_infeasible() && start.elapsed().as_secs_f64() < 1.0, "{e}");
 }
+
+#[test]
+fn the_penalty_holds_the_policy_within_the_budget_and_without_it_the_policy_leaves() {
+    use bitfusion_search::controller::{Controller, ReinforceConfig};
+    use bitfusion_util::Rng;
+    let (space, lut) = setup("penalty");
+    // Accuracy grows with latency: only the penalty holds a policy inside the budget.
+    let p = FnPredictor(|a: &Arch| lut.cost(a).unwrap().1);
+    let archs = all(&space);
+    let ev = Evaluator::new(&space, &lut, &p);
+    let mut lats: Vec<f64> = archs.iter().map(|a| ev.cost(a).unwrap().0).collect();
+    lats.sort_by(f64::total_cmp);
+    let budget = Budget { latency_ms: Some(lats[lats.len() / 2]), energy_mj: None };
+    let feasible_share = |lambda: f64, dual_lr: f64| {
+        let mut c = Controller::new(&space, &ReinforceConfig { lambda, dual_lr, ..ReinforceConfig::default() });
+        let mut ev = Evaluator::new(&space, &lut, &p);
+        let mut rng = Rng::new(5);
+        let mut fits = Vec::new();
+        for _ in 0..150 {
+            let samples: Vec<_> = (0..16).map(|_| c.policy.sample(&mut rng)).collect();
+            let cands = ev.evaluate(&samples.iter().map(|s| s.arch.clone()).collect::<Vec<_>>()).unwrap();
+            fits.extend(cands.iter().map(|x| budget.admits(x.latency_ms, x.energy_mj)));
+            c.update(samples, &cands, &budget);
+        }
+        let last = &fits[fits.len() - 16 * 20..];
+        (last.iter().filter(|f| **f).count() as f64 / last.len() as f64, c.lambda)
+    };
+    // With the dual ascent, lambda rises while samples overrun and falls back once they fit: the
+    // policy hovers at the budget's edge (about 60% of its samples inside).
+    let (penalised, lambda) = feasible_share(1.0, 0.5);
+    let (free, _) = feasible_share(0.0, 0.0);
+    eprintln!("last 20 steps within the median budget: {penalised:.2} with the penalty (lambda {lambda:.3} at the end), {free:.2} without");
+    assert!(penalised >= 0.4 && free <= 0.1, "penalised {penalised}, free {free}");
+}
