@@ -1,4 +1,10 @@
-//! Workloads: topology CSV files and whole-workload precision/batch overrides.
+//! Workloads: the layer lists the simulator runs, read from files, and whole-workload
+//! precision/batch overrides.
+//!
+//! Four formats, told apart by [`detect_format`] and read by [`read_workload`]:
+//! * the project's topology CSV (this module, [`parse_topology`]);
+//! * SCALE-Sim's topology CSVs, conv and GEMM forms ([`scalesim`]);
+//! * once-for-all / ProxylessNAS `net.config` JSON ([`ofa`]).
 //!
 //! Topology CSV header (any column order, all columns required, `im2col` may be empty):
 //! `name,kind,batch,in_channels,out_channels,in_h,in_w,kernel,stride,pad,groups,w_bits,a_bits,im2col`.
@@ -8,6 +14,122 @@
 
 use crate::layer::{Layer, LayerKind};
 use std::path::Path;
+
+pub mod ofa;
+pub mod scalesim;
+
+/// The input resolution of a `net.config` when neither the caller nor a `run.config` beside it gives one
+/// (once-for-all's ImageNet default), in pixels.
+pub const DEFAULT_OFA_RESOLUTION: u32 = 224;
+
+/// The two forms of SCALE-Sim topology CSV.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScaleSimForm {
+    /// `Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,`
+    Conv,
+    /// `Layer, M, N, K,`
+    Gemm,
+}
+
+/// A workload file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkloadFormat {
+    /// The project's topology CSV ([`TOPOLOGY_COLUMNS`]).
+    Topology,
+    /// A SCALE-Sim topology CSV.
+    ScaleSim(ScaleSimForm),
+    /// A once-for-all / ProxylessNAS `net.config` JSON.
+    OfaNetConfig,
+}
+
+/// How to read a workload file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Input resolution of a `net.config`, in pixels; `None`: the `image_size` of a `run.config` beside
+    /// the file (once-for-all's specialized networks ship one), else [`DEFAULT_OFA_RESOLUTION`].
+    pub resolution: Option<u32>,
+}
+
+/// A workload file that cannot be read, phrased for the user on one line naming the file and the
+/// line (CSV) or key path (JSON) at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("{origin}: cannot read workload file: {message}")]
+    Io { origin: String, message: String },
+    #[error("{origin}: unrecognised workload format: {message}")]
+    UnknownFormat { origin: String, message: String },
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    #[error("{origin}:{line}: {message}")]
+    ScaleSim { origin: String, line: u64, message: String },
+    #[error("{origin}: key '{key}': {message}")]
+    Ofa { origin: String, key: String, message: String },
+}
+
+/// Tell a workload's format from its text: JSON (first non-blank character `{`) is a `net.config`;
+/// otherwise the first line that is neither blank nor a `#` comment is a CSV header, matched against
+/// the project's columns and SCALE-Sim's two headers (case and spaces ignored).
+pub fn detect_format(text: &str, origin: &str) -> Result<WorkloadFormat, WorkloadError> {
+    if text.trim_start().starts_with('{') {
+        return Ok(WorkloadFormat::OfaNetConfig);
+    }
+    let header = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or("");
+    let fields: Vec<String> = scalesim::fields(header).into_iter().map(|f| f.to_ascii_lowercase()).collect();
+    if fields.iter().any(|f| f == "kind") && fields.iter().any(|f| f == "in_channels") {
+        return Ok(WorkloadFormat::Topology);
+    }
+    if let Some(form) = scalesim::form_of_header(&fields) {
+        return Ok(WorkloadFormat::ScaleSim(form));
+    }
+    let shown: String = header.chars().take(80).collect();
+    Err(WorkloadError::UnknownFormat {
+        origin: origin.to_string(),
+        message: format!(
+            "first line '{shown}' is not a topology CSV header ({}), a SCALE-Sim header ('{}' or '{}') or a net.config JSON object",
+            TOPOLOGY_COLUMNS.join(","),
+            scalesim::CONV_HEADER.join(", "),
+            scalesim::GEMM_HEADER.join(", ")
+        ),
+    })
+}
+
+/// Parse workload text of any supported format; `origin` names it in errors, `resolution` is a
+/// `net.config`'s input size in pixels.
+pub fn parse_workload(text: &str, origin: &str, resolution: u32) -> Result<Vec<Layer>, WorkloadError> {
+    match detect_format(text, origin)? {
+        WorkloadFormat::Topology => Ok(parse_topology(text, origin)?),
+        WorkloadFormat::ScaleSim(form) => scalesim::parse_scalesim(text, origin, form),
+        WorkloadFormat::OfaNetConfig => ofa::parse_ofa(text, origin, resolution),
+    }
+}
+
+/// Read a workload file of any supported format (see [`detect_format`]).
+pub fn read_workload(path: &Path, opts: &ReadOptions) -> Result<Vec<Layer>, WorkloadError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| WorkloadError::Io { origin: origin.clone(), message: e.to_string() })?;
+    let resolution = match opts.resolution {
+        Some(r) => r,
+        None => run_config_resolution(path)?.unwrap_or(DEFAULT_OFA_RESOLUTION),
+    };
+    parse_workload(&text, &origin, resolution)
+}
+
+/// The `image_size` of the `run.config` beside `path`, if there is one (once-for-all's specialized
+/// networks: `<name>/net.config` and `<name>/run.config`).
+fn run_config_resolution(path: &Path) -> Result<Option<u32>, WorkloadError> {
+    let run = path.with_file_name("run.config");
+    let Ok(text) = std::fs::read_to_string(&run) else { return Ok(None) };
+    let origin = run.display().to_string();
+    let bad = |message: String| WorkloadError::Ofa { origin: origin.clone(), key: "image_size".into(), message };
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    match v.get("image_size") {
+        None => Ok(None),
+        Some(x) => match x.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) if n > 0 => Ok(Some(n)),
+            _ => Err(bad(format!("expected a positive integer, got {x}"))),
+        },
+    }
+}
 
 /// The topology CSV columns, in the canonical order.
 pub const TOPOLOGY_COLUMNS: [&str; 14] = [
@@ -133,7 +255,7 @@ fn csv_error_kind(e: &csv::Error) -> String {
 }
 
 /// Fill in `auto` im2col flags: the network's input layers are lowered with im2col.
-fn resolve_im2col(rows: Vec<(Layer, Option<bool>)>) -> Vec<Layer> {
+pub(crate) fn resolve_im2col(rows: Vec<(Layer, Option<bool>)>) -> Vec<Layer> {
     let first_shape = (rows[0].0.in_channels, rows[0].0.in_h, rows[0].0.in_w);
     let mut in_input_group = true;
     rows.into_iter()
@@ -252,6 +374,24 @@ fc,fc,16,9216,4096,1,1,1,1,0,1,4,4,false
         assert!(ls.iter().all(|l| l.batch == 1 && l.w_bits == 2 && l.a_bits == 2));
         let e = WorkloadOverrides { w_bits: Some(0), ..Default::default() }.apply(&mut ls).unwrap_err();
         assert_eq!(e.field, "w_bits");
+    }
+
+    #[test]
+    fn detects_each_format() {
+        assert_eq!(detect_format(GOOD, "t").unwrap(), WorkloadFormat::Topology);
+        assert_eq!(detect_format(&format!("# c\n{GOOD}"), "t").unwrap(), WorkloadFormat::Topology);
+        let conv = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n";
+        assert_eq!(detect_format(conv, "t").unwrap(), WorkloadFormat::ScaleSim(ScaleSimForm::Conv));
+        assert_eq!(detect_format("Layer, M, N, K,\n", "t").unwrap(), WorkloadFormat::ScaleSim(ScaleSimForm::Gemm));
+        assert_eq!(detect_format(" {\"blocks\": []}", "t").unwrap(), WorkloadFormat::OfaNetConfig);
+        let e = detect_format("a,b,c\n1,2,3\n", "x.csv").unwrap_err().to_string();
+        assert!(e.starts_with("x.csv: unrecognised workload format: first line 'a,b,c'") && !e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn parse_workload_reads_every_format() {
+        assert_eq!(parse_workload(GOOD, "t", 224).unwrap().len(), 4);
+        assert_eq!(parse_workload("Layer, M, N, K,\nfc, 4, 8, 16,\n", "t", 224).unwrap()[0].macs(), 4 * 8 * 16);
     }
 
     #[test]
