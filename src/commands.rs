@@ -10,7 +10,7 @@ use bitfusion_simulator::networks::{NETWORKS, network, network_names};
 use bitfusion_simulator::report::{self, Format};
 use bitfusion_util::write_atomic;
 use bitfusion_simulator::validate;
-use bitfusion_simulator::workload::{WorkloadOverrides, read_topology, topology_csv};
+use bitfusion_simulator::workload::{ReadOptions, WorkloadOverrides, read_workload, topology_csv};
 use bitfusion_simulator::{ChipFigures, Layer, Objective, build, simulate_layers};
 use std::path::Path;
 
@@ -20,7 +20,7 @@ fn load(hw: &HwArgs) -> anyhow::Result<HwConfig> {
 
 fn workload(layers: Option<&Path>, net: Option<&str>) -> anyhow::Result<Vec<Layer>> {
     match (layers, net) {
-        (Some(p), _) => Ok(read_topology(p)?),
+        (Some(p), _) => Ok(read_workload(p, &ReadOptions::default())?),
         (None, Some(n)) => network(n)
             .map(|n| n.layers())
             .ok_or_else(|| anyhow!("unknown network '{n}' (built in: {})", network_names().join(", "))),
@@ -148,7 +148,9 @@ fn run_detailed(a: &SimulateArgs, model: &CycleModel, layers: &[Layer], report: 
 pub fn networks(name: Option<&str>) -> anyhow::Result<()> {
     match name {
         Some(n) => {
-            let layers = workload(None, Some(n))?;
+            // A built-in name first; otherwise an existing file of any workload format.
+            let file = Path::new(n);
+            let layers = if network(n).is_none() && file.is_file() { workload(Some(file), None)? } else { workload(None, Some(n))? };
             print!("{}", topology_csv(&layers));
         }
         None => {

@@ -36,7 +36,8 @@ pub struct HwArgs {
 pub struct SimulateArgs {
     #[command(flatten)]
     hw: HwArgs,
-    /// Topology CSV (name,kind,batch,in_channels,out_channels,in_h,in_w,kernel,stride,pad,groups,w_bits,a_bits,im2col).
+    /// Workload file, format detected: topology CSV (name,kind,batch,in_channels,out_channels,in_h,in_w,kernel,stride,pad,groups,w_bits,a_bits,im2col),
+    /// SCALE-Sim conv or GEMM CSV, or once-for-all net.config JSON (resolution from a run.config beside it, else 224).
     #[arg(long, conflicts_with = "network", required_unless_present = "network")]
     layers: Option<PathBuf>,
     /// A built-in network (see `bitfusion networks`).
@@ -83,9 +84,9 @@ pub struct SimulateArgs {
 enum Command {
     /// Simulate a network or a topology CSV, one row per layer plus a total.
     Simulate(Box<SimulateArgs>),
-    /// List the built-in networks, or print one as a topology CSV.
+    /// List the built-in networks, or print one (or a workload file of any format) as a topology CSV.
     Networks {
-        /// Print this network's layers as a topology CSV.
+        /// Print this network's (or workload file's) layers as a topology CSV.
         name: Option<String>,
     },
     /// Show a hardware config after validation, with its area and SRAM figures.

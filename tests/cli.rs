@@ -127,7 +127,7 @@ fn bad_workloads_fail_with_one_line() {
     let e = error_of(&["simulate", "--network", "googlenet"]);
     assert!(e.contains("unknown network 'googlenet'"), "{e}");
     let e = error_of(&["simulate", "--layers", d.join("none.csv").to_str().unwrap()]);
-    assert!(e.contains("none.csv: cannot read topology file"), "{e}");
+    assert!(e.contains("none.csv: cannot read workload file"), "{e}");
     let e = error_of(&["simulate", "--network", "rnn", "--model", "magic"]);
     assert!(e.contains("--model: unknown cost model 'magic'"), "{e}");
     let e = error_of(&["simulate", "--network", "rnn", "--out", d.join("x.txt").to_str().unwrap()]);

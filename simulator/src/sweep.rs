@@ -9,7 +9,7 @@
 //! set = ["memory.wbuf_bytes=262144"]   # overrides of the base, applied before sweeping
 //! model = "cycle"                  # or "reference"
 //! objective = "cycles"             # cycles | energy | edp (cycle model)
-//! workloads = ["mobilenet_v2", "topologies/my_net.csv"]   # built-in names or CSV paths
+//! workloads = ["mobilenet_v2", "topologies/my_net.csv"]   # built-in names or workload files (any format workload::read_workload detects)
 //! precisions = ["native", "8x8", "4x4"]                   # "native": each layer's own bits; "WxA"
 //! batch = 1                        # optional: one batch size for every workload
 //!
@@ -40,7 +40,7 @@ use crate::networks::network;
 // A number of results.csv is written as every result CSV writes one.
 use crate::report::opt as fmt;
 use bitfusion_util::{OutputLock, non_dominated, write_atomic};
-use crate::workload::{WorkloadOverrides, read_topology};
+use crate::workload::{ReadOptions, WorkloadOverrides, read_workload};
 use rayon::prelude::*;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -310,7 +310,7 @@ impl Sweep {
                     if !p.exists() {
                         return Err(err(format!("{origin}: workload '{w}' is neither a built-in network nor a file")));
                     }
-                    read_topology(&p).map_err(|e| err(e.to_string()))?
+                    read_workload(&p, &ReadOptions::default()).map_err(|e| err(e.to_string()))?
                 }
             };
             WorkloadOverrides { batch: spec.batch, ..Default::default() }
