@@ -228,6 +228,20 @@ mod tests {
     }
 
     #[test]
+    fn proxyless_and_mbconv_forms() {
+        // ProxylessNAS: no final_expand_layer, the feature mix is a 1x1 at the last resolution.
+        // Newer once-for-all files name the block's layer `conv` (`MBConvLayer`).
+        let text = mbv3()
+            .replace(r#""final_expand_layer": {"name": "ConvLayer", "kernel_size": 1, "stride": 1, "in_channels": 24, "out_channels": 144},"#, "")
+            .replace(r#""in_channels": 144, "out_channels": 256"#, r#""in_channels": 24, "out_channels": 256"#)
+            .replace("mobile_inverted_conv", "conv");
+        let ls = parse_ofa(&text, "net.config", 32).unwrap();
+        let mix = ls.iter().find(|l| l.name == "feature_mix_layer").unwrap();
+        assert_eq!((mix.kind, mix.in_h, mix.in_channels), (LayerKind::Conv, 8, 24));
+        assert_eq!(ls.len(), 10);
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let bad = mbv3().replace(r#""in_channels": 16, "out_channels": 24"#, r#""in_channels": 17, "out_channels": 24"#);
         let e = parse_ofa(&bad, "n.config", 32).unwrap_err().to_string();
