@@ -394,6 +394,32 @@ fc,fc,16,9216,4096,1,1,1,1,0,1,4,4,false
         assert_eq!(parse_workload("Layer, M, N, K,\nfc, 4, 8, 16,\n", "t", 224).unwrap()[0].macs(), 4 * 8 * 16);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { rng_seed: proptest::test_runner::RngSeed::Fixed(0xf0a7), cases: 500, .. Default::default() })]
+        /// Any numbers (zero, huge, negative, not numbers) in any format's fields give layers that
+        /// validate or a one-line error naming the file, never a panic.
+        #[test]
+        fn any_field_values_read_or_fail_on_one_line(v in proptest::collection::vec("0|1|2|3|4|5|7|8|16|64|1048577|4294967295|99999999999|-1|x|1.5|", 9)) {
+            let texts = [
+                format!("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\nc,{},{},{},{},{},{},{},\n", v[0], v[1], v[2], v[3], v[4], v[5], v[6]),
+                format!("Layer, M, N, K,\ng,{},{},{},\n", v[0], v[1], v[2]),
+                format!(
+                    r#"{{"first_conv": {{"kernel_size": {}, "stride": {}, "in_channels": 3, "out_channels": {}}}, "blocks": [{{"conv": {{"in_channels": {}, "out_channels": 8, "kernel_size": {}, "stride": {}, "expand_ratio": {}, "mid_channels": {}, "use_se": true}}}}], "feature_mix_layer": {{"kernel_size": 1, "in_channels": 8, "out_channels": 16}}, "classifier": {{"in_features": 16, "out_features": 10}}}}"#,
+                    v[0], v[1], v[2], v[2], v[3], v[4], v[5], v[6]
+                ),
+            ];
+            for t in &texts {
+                match parse_workload(t, "f", 8 + v[8].len() as u32) {
+                    Ok(ls) => proptest::prop_assert!(ls.iter().all(|l| l.validate().is_ok())),
+                    Err(e) => {
+                        let e = e.to_string();
+                        proptest::prop_assert!(e.starts_with("f") && !e.contains('\n'), "{}", e);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn names_with_commas_and_quotes_round_trip() {
         let mut l = Layer::conv("a,b \"c\"", 1, 8, 8, 8, 3, 1, 1, 1, 8, 8);
