@@ -36,9 +36,15 @@ pub struct HwArgs {
 pub struct SimulateArgs {
     #[command(flatten)]
     hw: HwArgs,
-    /// Topology CSV (name,kind,batch,in_channels,out_channels,in_h,in_w,kernel,stride,pad,groups,w_bits,a_bits,im2col).
-    #[arg(long, conflicts_with = "network", required_unless_present = "network")]
+    /// Topology CSV (name,kind,batch,in_channels,out_channels,in_h,in_w,kernel,stride,pad,groups,w_bits,a_bits,im2col),
+    /// or an ONNX model (FILE.onnx).
+    #[arg(long, conflicts_with_all = ["network", "onnx"], required_unless_present_any = ["network", "onnx"])]
     layers: Option<PathBuf>,
+    /// An ONNX model, shapes only: its Conv, Gemm and MatMul nodes are the layers; symbolic
+    /// dimensions take --batch, layers without QuantizeLinear/DequantizeLinear or ZigZag's
+    /// weight_size/act_size take --w-bits/--a-bits (default 8).
+    #[arg(long, conflicts_with = "network")]
+    onnx: Option<PathBuf>,
     /// A built-in network (see `bitfusion networks`).
     #[arg(long)]
     network: Option<String>,
@@ -81,11 +87,11 @@ pub struct SimulateArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Simulate a network or a topology CSV, one row per layer plus a total.
+    /// Simulate a network, a topology CSV or an ONNX model, one row per layer plus a total.
     Simulate(Box<SimulateArgs>),
-    /// List the built-in networks, or print one as a topology CSV.
+    /// List the built-in networks, or print one (or an ONNX model's layers) as a topology CSV.
     Networks {
-        /// Print this network's layers as a topology CSV.
+        /// Print this network's layers (or FILE.onnx's) as a topology CSV.
         name: Option<String>,
     },
     /// Show a hardware config after validation, with its area and SRAM figures.

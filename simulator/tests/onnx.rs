@@ -56,23 +56,30 @@ fn onnx_single_conv_models_import_padding_strides_groups_depthwise() {
         assert_eq!(ls.len(), 1, "{n}: {}", dump(&ls));
         ls.into_iter().next().unwrap()
     };
-    let dump1 = |n: &str| format!("{:?}", one(n));
-    println!("{}\n{}\n{}\n{}", dump1("conv2d_padding.onnx"), dump1("conv2d_strided.onnx"), dump1("conv2d_groups.onnx"), dump1("conv2d_depthwise.onnx"));
-    let p = one("conv2d_padding.onnx");
-    assert!(p.pad > 0, "{p:?}");
-    let s = one("conv2d_strided.onnx");
-    assert!(s.stride > 1, "{s:?}");
-    let g = one("conv2d_groups.onnx");
-    assert!(g.groups > 1 && !g.is_depthwise(), "{g:?}");
+    // PyTorch's Conv2d(3, 4, 3, stride=2, padding=1) on a 2x3x6x6 input, and without padding.
+    assert_eq!(one("conv2d_padding.onnx"), Layer::conv("3", 2, 3, 4, 6, 3, 2, 1, 1, 8, 8).with_im2col(true));
+    assert_eq!(one("conv2d_strided.onnx"), Layer::conv("3", 2, 3, 4, 6, 3, 2, 0, 1, 8, 8).with_im2col(true));
+    // Conv2d(4, 4, 3, groups=4) and Conv2d(4, 8, 3, groups=4): depthwise and grouped.
     let d = one("conv2d_depthwise.onnx");
-    assert!(d.is_depthwise(), "{d:?}");
+    assert_eq!(d, Layer::conv("3", 2, 4, 4, 6, 3, 1, 0, 4, 8, 8).with_im2col(true));
+    assert!(d.is_depthwise());
+    let g = one("conv2d_depthwise_with_multiplier.onnx");
+    assert_eq!(g, Layer::conv("3", 2, 4, 8, 6, 3, 1, 0, 4, 8, 8).with_im2col(true));
+    assert!(!g.is_depthwise());
 }
 
 #[test]
 fn onnx_dilation_is_refused_naming_the_node() {
     let e = read_onnx(&data("conv2d_dilated.onnx"), &OnnxOptions::default()).unwrap_err().to_string();
-    assert!(e.contains("conv2d_dilated.onnx: node '") && e.contains("(Conv): dilation"), "{e}");
+    assert!(e.ends_with("conv2d_dilated.onnx: node '3' (Conv): dilation [2, 2] is not supported"), "{e}");
     assert_eq!(e.lines().count(), 1);
+}
+
+#[test]
+fn onnx_non_square_kernels_are_refused_naming_the_node() {
+    // test_Conv2d_groups is Conv2d(4, 6, (3, 2), groups=2): a layer's kernel is square.
+    let e = read_onnx(&data("conv2d_groups.onnx"), &OnnxOptions::default()).unwrap_err().to_string();
+    assert!(e.ends_with("conv2d_groups.onnx: node '3' (Conv): non-square kernel 3x2 is not supported"), "{e}");
 }
 
 #[test]

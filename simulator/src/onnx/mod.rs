@@ -21,25 +21,25 @@ use std::path::Path;
 /// A model that cannot be imported, on one line naming the file (and the node and operator).
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxError {
-    #[error("{origin}: cannot read the ONNX file: {source}")]
-    Io { origin: String, source: std::io::Error },
-    #[error("{origin}: not a readable ONNX model: {source}")]
-    Decode { origin: String, source: DecodeError },
-    #[error("{origin}: {source}")]
-    Import { origin: String, source: ImportError },
+    #[error("{origin}: cannot read the ONNX file: {error}")]
+    Io { origin: String, error: std::io::Error },
+    #[error("{origin}: not a readable ONNX model: {error}")]
+    Decode { origin: String, error: DecodeError },
+    #[error("{origin}: {error}")]
+    Import { origin: String, error: ImportError },
 }
 
 /// Read an ONNX model file's layers.
 pub fn read_onnx(path: &Path, opts: &OnnxOptions) -> Result<Vec<Layer>, OnnxError> {
     let origin = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| OnnxError::Io { origin: origin.clone(), source })?;
+    let bytes = std::fs::read(path).map_err(|error| OnnxError::Io { origin: origin.clone(), error })?;
     parse_onnx(&bytes, &origin, opts)
 }
 
 /// Import the layers of an ONNX model's bytes; `origin` names it in errors.
 pub fn parse_onnx(bytes: &[u8], origin: &str, opts: &OnnxOptions) -> Result<Vec<Layer>, OnnxError> {
-    let model = model::decode_model(bytes).map_err(|source| OnnxError::Decode { origin: origin.to_string(), source })?;
-    import::import_graph(&model.graph, opts).map_err(|source| OnnxError::Import { origin: origin.to_string(), source })
+    let model = model::decode_model(bytes).map_err(|error| OnnxError::Decode { origin: origin.to_string(), error })?;
+    import::import_graph(&model.graph, opts).map_err(|error| OnnxError::Import { origin: origin.to_string(), error })
 }
 
 /// Whether a path names an ONNX file (by its extension).

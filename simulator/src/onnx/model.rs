@@ -22,8 +22,8 @@ const MAX_KEPT_VALUES: usize = 64;
 /// A model that does not decode, with the message being read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    #[error("malformed {message}: {source}")]
-    Wire { message: &'static str, source: WireError },
+    #[error("malformed {message}: {wire}")]
+    Wire { message: &'static str, wire: WireError },
     #[error("malformed {message}: field {field} at byte {at} has the wrong wire type")]
     FieldType { message: &'static str, field: u32, at: usize },
     #[error("malformed {message}: field {field} at byte {at} is not UTF-8")]
@@ -102,7 +102,7 @@ type R<T> = Result<T, DecodeError>;
 /// Walk the fields of `buf` (at file offset `base`), calling `f` on each.
 fn each<'a>(message: &'static str, buf: &'a [u8], base: usize, mut f: impl FnMut(u32, Value<'a>, usize) -> R<()>) -> R<()> {
     for field in fields(buf, base) {
-        let field = field.map_err(|source| DecodeError::Wire { message, source })?;
+        let field = field.map_err(|wire| DecodeError::Wire { message, wire })?;
         f(field.number, field.value, field.at)?;
     }
     Ok(())
@@ -137,7 +137,7 @@ fn push_ints(message: &'static str, field: u32, at: usize, v: Value<'_>, base: u
     match v {
         Value::Varint(x) => out.push(x as i64),
         Value::Bytes(b) => {
-            out.extend(packed_varints(b, base).map_err(|source| DecodeError::Wire { message, source })?.into_iter().map(|x| x as i64))
+            out.extend(packed_varints(b, base).map_err(|wire| DecodeError::Wire { message, wire })?.into_iter().map(|x| x as i64))
         }
         _ => return Err(DecodeError::FieldType { message, field, at }),
     }
