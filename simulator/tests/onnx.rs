@@ -111,3 +111,108 @@ fn onnx_every_prefix_and_corruption_is_an_error_never_a_panic() {
     assert!(e.to_string().starts_with("junk.onnx: not a readable ONNX model: "), "{e}");
     assert_eq!(parse_onnx(b"", "empty.onnx", &OnnxOptions::default()).unwrap_err().to_string(), "empty.onnx: not a readable ONNX model: the model has no graph");
 }
+
+/// A protobuf encoder for hand-made models: each function returns one encoded field.
+mod pb {
+    fn varint(mut x: u64, out: &mut Vec<u8>) {
+        while x >= 0x80 {
+            out.push((x as u8) | 0x80);
+            x >>= 7;
+        }
+        out.push(x as u8);
+    }
+    pub fn int(field: u32, x: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        varint(u64::from(field) << 3, &mut out);
+        varint(x as u64, &mut out);
+        out
+    }
+    pub fn bytes(field: u32, b: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        varint((u64::from(field) << 3) | 2, &mut out);
+        varint(b.len() as u64, &mut out);
+        out.extend_from_slice(b);
+        out
+    }
+    pub fn msg(field: u32, parts: &[Vec<u8>]) -> Vec<u8> {
+        bytes(field, &parts.concat())
+    }
+    pub fn str(field: u32, s: &str) -> Vec<u8> {
+        bytes(field, s.as_bytes())
+    }
+    /// GraphProto.initializer: TensorProto dims (1), data_type (2), name (8).
+    pub fn initializer(name: &str, data_type: i64, dims: &[i64]) -> Vec<u8> {
+        let mut parts: Vec<Vec<u8>> = dims.iter().map(|d| int(1, *d)).collect();
+        parts.push(int(2, data_type));
+        parts.push(str(8, name));
+        msg(5, &parts)
+    }
+    /// GraphProto.node: NodeProto input (1), output (2), name (3), op_type (4), attribute (5).
+    pub fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str], attributes: &[Vec<u8>]) -> Vec<u8> {
+        let mut parts: Vec<Vec<u8>> = inputs.iter().map(|i| str(1, i)).collect();
+        parts.extend(outputs.iter().map(|o| str(2, o)));
+        parts.push(str(3, name));
+        parts.push(str(4, op));
+        parts.extend(attributes.iter().cloned());
+        msg(1, &parts)
+    }
+    /// NodeProto.attribute with an int (AttributeProto name 1, i 3, type 20 = INT 2).
+    pub fn attr_int(name: &str, i: i64) -> Vec<u8> {
+        msg(5, &[str(1, name), int(3, i), int(20, 2)])
+    }
+    /// NodeProto.attribute with ints (ints 8, packed; type 20 = INTS 7).
+    pub fn attr_ints(name: &str, ints: &[i64]) -> Vec<u8> {
+        let packed: Vec<u8> = ints.iter().flat_map(|i| int(1, *i)[1..].to_vec()).collect();
+        msg(5, &[str(1, name), bytes(8, &packed), int(20, 7)])
+    }
+}
+
+/// A QDQ network with a symbolic batch: QuantizeLinear/DequantizeLinear on a 3x8x8 input (INT8
+/// zero point) and INT4 weights into a padded Conv, a Conv with ZigZag's weight_size/act_size, then
+/// Flatten and a Gemm with transB that the defaults price.
+fn qdq_model() -> Vec<u8> {
+    use pb::*;
+    let dim = |d: Vec<u8>| msg(1, &[d]);
+    // ValueInfoProto x: name 1, type 2 -> tensor_type 1 -> elem_type 1 (FLOAT), shape 2 -> dim 1.
+    let shape = msg(2, &[dim(str(2, "N")), dim(int(1, 3)), dim(int(1, 8)), dim(int(1, 8))]);
+    let input = msg(11, &[str(1, "x"), msg(2, &[msg(1, &[int(1, 1), shape])])]);
+    let graph = [
+        str(2, "qdq"),
+        initializer("sx", 1, &[]),
+        initializer("zx", 3, &[]),
+        initializer("W", 22, &[4, 3, 3, 3]),
+        initializer("sw", 1, &[]),
+        initializer("W2", 1, &[4, 4, 1, 1]),
+        initializer("W3", 1, &[10, 256]),
+        input,
+        node("q", "QuantizeLinear", &["x", "sx", "zx"], &["xq"], &[]),
+        node("dq", "DequantizeLinear", &["xq", "sx", "zx"], &["xd"], &[]),
+        node("dqw", "DequantizeLinear", &["W", "sw"], &["Wd"], &[]),
+        node("qconv", "Conv", &["xd", "Wd"], &["y"], &[attr_ints("pads", &[1, 1, 1, 1]), attr_ints("kernel_shape", &[3, 3])]),
+        node("relu", "Relu", &["y"], &["r"], &[]),
+        node("zz", "Conv", &["r", "W2"], &["z"], &[attr_int("weight_size", 2), attr_int("act_size", 4)]),
+        node("flat", "Flatten", &["z"], &["f"], &[]),
+        node("fc", "Gemm", &["f", "W3"], &["out"], &[attr_int("transB", 1)]),
+    ]
+    .concat();
+    // ModelProto: ir_version 1 (skipped), opset_import 8, graph 7.
+    [int(1, 8), msg(8, &[str(1, ""), int(2, 21)]), bytes(7, &graph)].concat()
+}
+
+#[test]
+fn onnx_bits_come_from_qdq_types_and_zigzag_attributes_and_batch_fills_symbolic_dims() {
+    let ls = parse_onnx(&qdq_model(), "qdq.onnx", &OnnxOptions { batch: 3, w_bits: 6, a_bits: 5 }).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ls,
+        vec![
+            Layer::conv("qconv", 3, 3, 4, 8, 3, 1, 1, 1, 4, 8).with_im2col(true),
+            Layer::conv("zz", 3, 4, 4, 8, 1, 1, 0, 1, 2, 4),
+            Layer::fc("fc", 3, 256, 10, 6, 5),
+        ]
+    );
+    // Every prefix of a hand-made model is an error or a result, never a panic.
+    let bytes = qdq_model();
+    for n in 0..bytes.len() {
+        let _ = parse_onnx(&bytes[..n], "qdq.onnx", &OnnxOptions::default());
+    }
+}

@@ -9,7 +9,7 @@
 
 use super::model::{Attribute, Dim, Graph, Node};
 use crate::layer::{Layer, MAX_DIM};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The importer's settings: the batch for symbolic dimensions and the bits of layers whose
 /// precision the model does not give.
@@ -49,6 +49,9 @@ struct Values {
     /// Bits of a quantized value: an integer tensor (initializer or QuantizeLinear output), or the
     /// output of a DequantizeLinear of one.
     bits: HashMap<String, u32>,
+    /// The network's input: the graph inputs and what QuantizeLinear, DequantizeLinear, Cast or
+    /// Identity make of them (a convolution reading it is lowered with im2col).
+    network_input: HashSet<String>,
 }
 
 /// Bits of an integer TensorProto.DataType (UINT8 2, INT8 3, UINT16 4, INT16 5, INT32 6,
@@ -248,7 +251,6 @@ pub fn import_graph(g: &Graph, opts: &OnnxOptions) -> Result<Vec<Layer>, ImportE
             v.bits.insert(t.name.clone(), b);
         }
     }
-    let mut graph_inputs = Vec::new();
     for i in &g.inputs {
         if v.shapes.contains_key(&i.name) {
             continue; // an initializer listed as an input (IR version < 4)
@@ -258,7 +260,7 @@ pub fn import_graph(g: &Graph, opts: &OnnxOptions) -> Result<Vec<Layer>, ImportE
             return Err(ImportError { node: i.name.clone(), op: "graph input".into(), message: "the input has no shape".into() });
         };
         v.shapes.insert(i.name.clone(), shape);
-        graph_inputs.push(i.name.clone());
+        v.network_input.insert(i.name.clone());
     }
     let mut layers = Vec::new();
     for node in &g.nodes {
@@ -266,7 +268,12 @@ pub fn import_graph(g: &Graph, opts: &OnnxOptions) -> Result<Vec<Layer>, ImportE
         if !matches!(node.domain.as_str(), "" | "ai.onnx") {
             return Err(ctx.err(format!("operators of domain '{}' are not supported", node.domain)));
         }
-        let out = step(&ctx, &mut v, opts, &graph_inputs, &mut layers)?;
+        if matches!(node.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear" | "Cast" | "Identity")
+            && node.inputs.first().is_some_and(|i| v.network_input.contains(i))
+        {
+            v.network_input.extend(node.outputs.first().cloned());
+        }
+        let out = step(&ctx, &mut v, opts, &mut layers)?;
         for (name, shape) in node.outputs.iter().zip(out) {
             if !name.is_empty() {
                 v.shapes.insert(name.clone(), shape);
@@ -280,7 +287,7 @@ pub fn import_graph(g: &Graph, opts: &OnnxOptions) -> Result<Vec<Layer>, ImportE
 }
 
 /// One node: its outputs' shapes, and its layer if it is one.
-fn step(ctx: &Ctx, v: &mut Values, opts: &OnnxOptions, graph_inputs: &[String], layers: &mut Vec<Layer>) -> Result<Vec<Shape>, ImportError> {
+fn step(ctx: &Ctx, v: &mut Values, opts: &OnnxOptions, layers: &mut Vec<Layer>) -> Result<Vec<Shape>, ImportError> {
     let node = ctx.node;
     let op = node.op_type.as_str();
     let same = |v: &Values| ctx.shape(v, 0).cloned().map(|s| vec![s]);
@@ -318,7 +325,7 @@ fn step(ctx: &Ctx, v: &mut Values, opts: &OnnxOptions, graph_inputs: &[String], 
                 a_bits,
             );
             l.in_w = ctx.u32("input width", x[3])?;
-            l.im2col = node.inputs.first().is_some_and(|i| graph_inputs.contains(i));
+            l.im2col = node.inputs.first().is_some_and(|i| v.network_input.contains(i));
             layers.push(layer_error(ctx, l)?);
             Ok(vec![vec![x[0], w[0], win.out[0], win.out[1]]])
         }
