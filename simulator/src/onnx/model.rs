@@ -207,7 +207,7 @@ fn decode_graph(buf: &[u8], base: usize) -> R<Graph> {
                 let (b, o) = sub(v)?;
                 g.initializers.push(decode_tensor(b, o)?);
             }
-            11 | 12 | 13 => {
+            11..=13 => {
                 let (b, o) = sub(v)?;
                 let vi = decode_value_info(b, o)?;
                 match n {
