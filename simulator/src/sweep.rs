@@ -310,7 +310,12 @@ impl Sweep {
                     if !p.exists() {
                         return Err(err(format!("{origin}: workload '{w}' is neither a built-in network nor a file")));
                     }
-                    read_topology(&p).map_err(|e| err(e.to_string()))?
+                    if crate::onnx::is_onnx(&p) {
+                        let opts = crate::onnx::OnnxOptions { batch: spec.batch.unwrap_or(1), ..Default::default() };
+                        crate::onnx::read_onnx(&p, &opts).map_err(|e| err(e.to_string()))?
+                    } else {
+                        read_topology(&p).map_err(|e| err(e.to_string()))?
+                    }
                 }
             };
             WorkloadOverrides { batch: spec.batch, ..Default::default() }

@@ -216,3 +216,17 @@ fn onnx_bits_come_from_qdq_types_and_zigzag_attributes_and_batch_fills_symbolic_
         let _ = parse_onnx(&bytes[..n], "qdq.onnx", &OnnxOptions::default());
     }
 }
+
+#[test]
+fn onnx_files_are_sweep_workloads() {
+    let dir = data("");
+    let spec = "base = \"bitfusion-isca2018\"\nworkloads = [\"mobilenetv2.onnx\", \"mobilenet_v2\"]\nprecisions = [\"native\"]\nbatch = 2\n[axes]\n\"array.rows\" = [16]\n";
+    let sweep = bitfusion_simulator::sweep::Sweep::from_str(spec, "spec.toml", &dir).unwrap_or_else(|e| panic!("{e}"));
+    let [a, b] = &sweep.workloads[..] else { panic!("two workloads") };
+    let unnamed = |ls: &[Layer]| ls.iter().map(|l| Layer { name: String::new(), ..l.clone() }).collect::<Vec<_>>();
+    assert_eq!(unnamed(&a.layers), unnamed(&b.layers));
+    assert!(a.layers.iter().all(|l| l.batch == 2));
+    let spec = spec.replace("mobilenetv2.onnx", "conv2d_dilated.onnx");
+    let e = bitfusion_simulator::sweep::Sweep::from_str(&spec, "spec.toml", &dir).unwrap_err().to_string();
+    assert!(e.contains("conv2d_dilated.onnx: node '3' (Conv): dilation [2, 2] is not supported"), "{e}");
+}
