@@ -502,3 +502,61 @@ fn reshape(ctx: &Ctx, x: &[u64], target: &[i64], allowzero: bool) -> Result<Shap
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::model::Attribute;
+
+    fn node(op: &str, attributes: Vec<Attribute>) -> Node {
+        Node { name: "n".into(), op_type: op.into(), attributes, ..Default::default() }
+    }
+
+    fn ints(name: &str, ints: &[i64]) -> Attribute {
+        Attribute { name: name.into(), ints: ints.to_vec(), ..Default::default() }
+    }
+
+    #[test]
+    fn reshape_copies_zeros_and_infers_minus_one() {
+        let n = node("Reshape", vec![]);
+        let ctx = Ctx { node: &n };
+        assert_eq!(reshape(&ctx, &[2, 8, 1, 1], &[0, -1], false).unwrap(), vec![2, 8]);
+        assert_eq!(reshape(&ctx, &[2, 8, 1, 1], &[-1, 4], false).unwrap(), vec![4, 4]);
+        assert!(reshape(&ctx, &[2, 8], &[3, -1], false).is_err());
+        assert!(reshape(&ctx, &[2, 8], &[-1, -1], false).is_err());
+        assert_eq!(reshape(&ctx, &[2, 8], &[5], false).unwrap_err().to_string(), "node 'n' (Reshape): cannot reshape [2, 8] (16 elements) to [5]");
+    }
+
+    #[test]
+    fn broadcast_follows_numpy() {
+        let n = node("Add", vec![]);
+        let ctx = Ctx { node: &n };
+        assert_eq!(broadcast(&ctx, &[1, 32, 7, 7], &[32, 1, 1]).unwrap(), vec![1, 32, 7, 7]);
+        assert_eq!(broadcast(&ctx, &[4], &[]).unwrap(), vec![4]);
+        assert!(broadcast(&ctx, &[3, 4], &[5]).is_err());
+    }
+
+    #[test]
+    fn windows_pad_and_stride() {
+        // SAME_UPPER on 7 with kernel 3, stride 2: out 4, total pad 2, one on each side.
+        let n = node("Conv", vec![ints("strides", &[2, 2]), Attribute { name: "auto_pad".into(), s: b"SAME_UPPER".to_vec(), ..Default::default() }]);
+        let w = window(&Ctx { node: &n }, [7, 7], [3, 3], false).unwrap();
+        assert_eq!((w.out, w.pads, w.stride), ([4, 4], [1, 1, 1, 1], 2));
+        // SAME_UPPER on 8 with kernel 3, stride 2: total pad 1, after only: asymmetric.
+        let w = window(&Ctx { node: &n }, [8, 8], [3, 3], false).unwrap();
+        assert_eq!(w.pads, [0, 0, 1, 1]);
+        assert!(w.symmetric_pad(&Ctx { node: &n }).unwrap_err().to_string().contains("asymmetric pads [0, 0, 1, 1]"));
+        // Pooling with ceil_mode: (112 - 3) / 2 rounded up + 1 = 56.
+        let n = node("MaxPool", vec![ints("strides", &[2, 2])]);
+        assert_eq!(window(&Ctx { node: &n }, [112, 112], [3, 3], true).unwrap().out, [56, 56]);
+        let n = node("Conv", vec![ints("dilations", &[2, 2])]);
+        assert_eq!(window(&Ctx { node: &n }, [8, 8], [3, 3], false).err().unwrap().to_string(), "node 'n' (Conv): dilation [2, 2] is not supported");
+        let n = node("Conv", vec![ints("strides", &[1, 2])]);
+        assert!(window(&Ctx { node: &n }, [8, 8], [3, 3], false).is_err());
+    }
+
+    #[test]
+    fn integer_types_give_bits() {
+        assert_eq!([3, 2, 22, 21, 26, 5, 1].map(int_type_bits), [Some(8), Some(8), Some(4), Some(4), Some(2), Some(16), None]);
+    }
+}
