@@ -7,6 +7,7 @@ use bitfusion_simulator::config::{CostModelName, HwConfig, load_hw};
 use bitfusion_simulator::detailed::{self, LayerData};
 use bitfusion_simulator::cycle::{CycleModel, trace_layers};
 use bitfusion_simulator::networks::{NETWORKS, network, network_names};
+use bitfusion_simulator::onnx::{OnnxOptions, is_onnx};
 use bitfusion_simulator::report::{self, Format};
 use bitfusion_util::write_atomic;
 use bitfusion_simulator::validate;
@@ -18,9 +19,18 @@ fn load(hw: &HwArgs) -> anyhow::Result<HwConfig> {
     Ok(load_hw(&hw.hw, &hw.set)?)
 }
 
-fn workload(layers: Option<&Path>, net: Option<&str>) -> anyhow::Result<Vec<Layer>> {
+/// The batch for an ONNX model's symbolic dimensions and the bits of layers the model gives none.
+fn onnx_options(batch: Option<u32>, w_bits: Option<u32>, a_bits: Option<u32>) -> OnnxOptions {
+    let d = OnnxOptions::default();
+    OnnxOptions { batch: batch.unwrap_or(d.batch), w_bits: w_bits.unwrap_or(d.w_bits), a_bits: a_bits.unwrap_or(d.a_bits) }
+}
+
+/// The layers of a topology CSV or ONNX file (by extension), or of a built-in network (or an
+/// ONNX file given in its place).
+fn workload(layers: Option<&Path>, net: Option<&str>, onnx: &OnnxOptions) -> anyhow::Result<Vec<Layer>> {
     match (layers, net) {
-        (Some(p), _) => Ok(read_workload(p, &ReadOptions::default())?),
+        (Some(p), _) => Ok(read_workload(p, &ReadOptions { onnx: *onnx, ..ReadOptions::default() })?),
+        (None, Some(n)) if is_onnx(Path::new(n)) => Ok(read_workload(Path::new(n), &ReadOptions { onnx: *onnx, ..ReadOptions::default() })?),
         (None, Some(n)) => network(n)
             .map(|n| n.layers())
             .ok_or_else(|| anyhow!("unknown network '{n}' (built in: {})", network_names().join(", "))),
@@ -49,8 +59,13 @@ pub fn simulate(a: &SimulateArgs) -> anyhow::Result<bool> {
         .as_deref()
         .map(|p| Format::from_path(p).ok_or_else(|| anyhow!("--out {}: the file name must end in .csv or .json", p.display())))
         .transpose()?;
-    let mut layers = workload(a.layers.as_deref(), a.network.as_deref())?;
-    WorkloadOverrides { batch: a.batch, w_bits: a.w_bits, a_bits: a.a_bits }
+    let path = a.onnx.as_deref().or(a.layers.as_deref());
+    let mut layers = workload(path, a.network.as_deref(), &onnx_options(a.batch, a.w_bits, a.a_bits))?;
+    // An ONNX model's bits (QuantizeLinear/DequantizeLinear types, `weight_size`/`act_size`) win
+    // over --w-bits/--a-bits, which it took as defaults.
+    let from_onnx = path.is_some_and(is_onnx) || a.network.as_deref().is_some_and(|n| is_onnx(Path::new(n)));
+    let bits = |b: Option<u32>| if from_onnx { None } else { b };
+    WorkloadOverrides { batch: a.batch, w_bits: bits(a.w_bits), a_bits: bits(a.a_bits) }
         .apply(&mut layers)
         .map_err(|e| anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
     let chosen = model_name.unwrap_or(config.models.cost);
@@ -150,7 +165,8 @@ pub fn networks(name: Option<&str>) -> anyhow::Result<()> {
         Some(n) => {
             // A built-in name first; otherwise an existing file of any workload format.
             let file = Path::new(n);
-            let layers = if network(n).is_none() && file.is_file() { workload(Some(file), None)? } else { workload(None, Some(n))? };
+            let onnx = OnnxOptions::default();
+            let layers = if network(n).is_none() && file.is_file() { workload(Some(file), None, &onnx)? } else { workload(None, Some(n), &onnx)? };
             print!("{}", topology_csv(&layers));
         }
         None => {

@@ -37,9 +37,15 @@ pub struct SimulateArgs {
     #[command(flatten)]
     hw: HwArgs,
     /// Workload file, format detected: topology CSV (name,kind,batch,in_channels,out_channels,in_h,in_w,kernel,stride,pad,groups,w_bits,a_bits,im2col),
-    /// SCALE-Sim conv or GEMM CSV, or once-for-all net.config JSON (resolution from a run.config beside it, else 224).
-    #[arg(long, conflicts_with = "network", required_unless_present = "network")]
+    /// SCALE-Sim conv or GEMM CSV, once-for-all net.config JSON (resolution from a run.config beside it, else 224),
+    /// or an ONNX model (FILE.onnx).
+    #[arg(long, conflicts_with_all = ["network", "onnx"], required_unless_present_any = ["network", "onnx"])]
     layers: Option<PathBuf>,
+    /// An ONNX model, shapes only: its Conv, Gemm and MatMul nodes are the layers; symbolic
+    /// dimensions take --batch, layers without QuantizeLinear/DequantizeLinear or ZigZag's
+    /// weight_size/act_size take --w-bits/--a-bits (default 8).
+    #[arg(long, conflicts_with = "network")]
+    onnx: Option<PathBuf>,
     /// A built-in network (see `bitfusion networks`).
     #[arg(long)]
     network: Option<String>,
@@ -82,9 +88,9 @@ pub struct SimulateArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Simulate a network or a topology CSV, one row per layer plus a total.
+    /// Simulate a network, a topology CSV or an ONNX model, one row per layer plus a total.
     Simulate(Box<SimulateArgs>),
-    /// List the built-in networks, or print one (or a workload file of any format) as a topology CSV.
+    /// List the built-in networks, or print one (or a workload file of any format, ONNX included) as a topology CSV.
     Networks {
         /// Print this network's (or workload file's) layers as a topology CSV.
         name: Option<String>,

@@ -61,7 +61,7 @@ fn flop_constrained_ofa_nets_match_their_names() {
 fn ofa_resolution_comes_from_run_config_or_the_option() {
     let p = ofa_dir().join("flops-595M_top1-80.0_finetune-75/net.config");
     assert_eq!(read_workload(&p, &ReadOptions::default()).unwrap()[0].in_h, 236);
-    assert_eq!(read_workload(&p, &ReadOptions { resolution: Some(160) }).unwrap()[0].in_h, 160);
+    assert_eq!(read_workload(&p, &ReadOptions { resolution: Some(160), ..ReadOptions::default() }).unwrap()[0].in_h, 160);
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub mod detailed;
 pub mod layer;
 pub mod model;
 pub mod networks;
+pub mod onnx;
 pub mod paper;
 pub mod reference;
 pub mod report;

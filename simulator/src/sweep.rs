@@ -310,7 +310,8 @@ impl Sweep {
                     if !p.exists() {
                         return Err(err(format!("{origin}: workload '{w}' is neither a built-in network nor a file")));
                     }
-                    read_workload(&p, &ReadOptions::default()).map_err(|e| err(e.to_string()))?
+                    let onnx = crate::onnx::OnnxOptions { batch: spec.batch.unwrap_or(1), ..Default::default() };
+                    read_workload(&p, &ReadOptions { onnx, ..Default::default() }).map_err(|e| err(e.to_string()))?
                 }
             };
             WorkloadOverrides { batch: spec.batch, ..Default::default() }

@@ -48,6 +48,8 @@ pub struct ReadOptions {
     /// Input resolution of a `net.config`, in pixels; `None`: the `image_size` of a `run.config` beside
     /// the file (once-for-all's specialized networks ship one), else [`DEFAULT_OFA_RESOLUTION`].
     pub resolution: Option<u32>,
+    /// An ONNX model's batch for symbolic dimensions and bits for layers the model gives none.
+    pub onnx: crate::onnx::OnnxOptions,
 }
 
 /// A workload file that cannot be read, phrased for the user on one line naming the file and the
@@ -56,6 +58,9 @@ pub struct ReadOptions {
 pub enum WorkloadError {
     #[error("{origin}: cannot read workload file: {message}")]
     Io { origin: String, message: String },
+    /// An ONNX model that cannot be imported (the message names the file, node and operator).
+    #[error("{message}")]
+    Onnx { message: String },
     #[error("{origin}: unrecognised workload format: {message}")]
     UnknownFormat { origin: String, message: String },
     #[error(transparent)]
@@ -105,6 +110,10 @@ pub fn parse_workload(text: &str, origin: &str, resolution: u32) -> Result<Vec<L
 
 /// Read a workload file of any supported format (see [`detect_format`]).
 pub fn read_workload(path: &Path, opts: &ReadOptions) -> Result<Vec<Layer>, WorkloadError> {
+    if crate::onnx::is_onnx(path) {
+        // Binary protobuf, recognised by its extension (the text formats by their content).
+        return crate::onnx::read_onnx(path, &opts.onnx).map_err(|e| WorkloadError::Onnx { message: e.to_string() });
+    }
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| WorkloadError::Io { origin: origin.clone(), message: e.to_string() })?;
     let resolution = match opts.resolution {
