@@ -23,8 +23,8 @@
 //! it returns the best feasible ones and the final policy's most likely architecture if it fits.
 
 use super::expected_cost::ExpectedCost;
-use super::policy::{Policy, softmax};
-use super::reinforce::{finish, relative_excess};
+use super::policy::{Policy, argmax, softmax};
+use super::reinforce::{dual_step, finish, relative_excess};
 use crate::arch::Arch;
 use crate::evolution::{Budget, Candidate, Evaluator, Freedom, Outcome, SearchError, best_distinct, check_feasible};
 use bitfusion_util::Rng;
@@ -97,11 +97,6 @@ fn gumbel_noise(rng: &mut Rng) -> f64 {
     -(-(rng.unit().max(1e-300)).ln()).ln()
 }
 
-/// Index of the largest value (ties: the first).
-fn argmax(v: &[f64]) -> usize {
-    v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
-}
-
 /// The temperature at `step` of `steps`.
 fn temperature(cfg: &GumbelConfig, step: usize) -> f64 {
     let t = if cfg.steps > 1 { step as f64 / (cfg.steps - 1) as f64 } else { 1.0 };
@@ -170,7 +165,7 @@ pub fn gumbel(ev: &mut Evaluator, b: &Budget, cfg: &GumbelConfig) -> Result<Outc
             top = best_distinct(std::mem::take(&mut top), cfg.top_k);
         }
         policy.shift(&adam.step(&total, cfg.lr));
-        lambda = (lambda + cfg.dual_lr * mean_excess / samples as f64).max(0.0);
+        lambda = dual_step(lambda, cfg.dual_lr, mean_excess / samples as f64);
         history.push(top.first().map_or(f64::NEG_INFINITY, |c| c.accuracy));
     }
     finish(ev, &policy, b, top, cfg.top_k, history, start)

@@ -53,6 +53,11 @@ pub(super) fn slot_decision(stages: usize, slot: usize, part: Part) -> usize {
     stages + PER_SLOT * slot + part as usize
 }
 
+/// Index of the largest value (ties: the first).
+pub(super) fn argmax(v: &[f64]) -> usize {
+    v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
+}
+
 pub(super) fn softmax(logits: &[f64]) -> Vec<f64> {
     let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let e: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
@@ -195,7 +200,7 @@ impl Policy {
         let choices: Vec<usize> = self
             .decisions
             .iter()
-            .map(|d| d.logits.iter().enumerate().fold(0, |best, (i, &l)| if l > d.logits[best] { i } else { best }))
+            .map(|d| argmax(&d.logits))
             .collect();
         self.build(&choices).arch
     }

@@ -56,6 +56,12 @@ pub(super) fn relative_excess(b: &Budget, latency_ms: f64, energy_mj: f64) -> f6
     b.latency_ms.map_or(0.0, |x| latency_ms / x - 1.0) + b.energy_mj.map_or(0.0, |x| energy_mj / x - 1.0)
 }
 
+/// One dual-ascent step of the penalty weight: up while the mean relative excess is positive,
+/// down (to no less than 0) while the samples fit with room to spare.
+pub(super) fn dual_step(lambda: f64, lr: f64, mean_excess: f64) -> f64 {
+    (lambda + lr * mean_excess).max(0.0)
+}
+
 /// [`relative_excess`] of an evaluated architecture.
 pub fn excess(c: &Candidate, b: &Budget) -> f64 {
     relative_excess(b, c.latency_ms, c.energy_mj)
@@ -100,7 +106,7 @@ impl Controller {
         self.policy.step(&weighted, self.cfg.lr, self.cfg.entropy);
         self.baseline = Some(self.cfg.baseline_decay * base + (1.0 - self.cfg.baseline_decay) * mean);
         let mean_excess = cands.iter().map(|c| excess(c, b)).sum::<f64>() / n;
-        self.lambda = (self.lambda + self.cfg.dual_lr * mean_excess).max(0.0);
+        self.lambda = dual_step(self.lambda, self.cfg.dual_lr, mean_excess);
     }
 }
 
