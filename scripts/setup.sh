@@ -20,5 +20,7 @@ fi
 command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust 1.95 (rustup)" >&2; exit 1; }
 # The test runner (part of the machine image; installed from crates.io if missing).
 cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
+# The Python checkers the tests run exports through (onnxruntime, PyYAML, ...), in target/pyenv.
+bash scripts/pyenv.sh
 cargo build --release --locked
 echo "setup: done; the binary is target/release/bitfusion"

@@ -21,6 +21,25 @@ pub fn scratch(suite: &str, name: &str) -> PathBuf {
     d
 }
 
+/// The Python of the checkers' venv (`scripts/pyenv.sh`, run by `scripts/setup.sh` and `.ci/run`):
+/// `$BITFUSION_PYTHON`, else `target/pyenv/bin/python`. Panics with the fix when neither exists, so
+/// a test checked by an outside loader never passes without it.
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("BITFUSION_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python"));
+    assert!(p.exists(), "{}: no checker Python; run `bash scripts/pyenv.sh` (onnxruntime, onnx, PyYAML, safetensors)", p.display());
+    p
+}
+
+/// Run `script` (Python source) with the checkers' Python and `args`; panics with its stderr
+/// when it fails, returns its stdout.
+pub fn run_python<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> String {
+    let out = Command::new(python()).arg("-c").arg(script).args(args).output().expect("run python");
+    assert!(out.status.success(), "python checker failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Path of a file under `tests/data/`.
 pub fn data(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(path)
