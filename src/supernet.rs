@@ -1,4 +1,4 @@
-//! `bitfusion supernet train|sample|ptq|eval|bilevel`: thin wrappers over `bitfusion_models`.
+//! `bitfusion supernet train|sample|ptq|eval|bilevel|export`: thin wrappers over `bitfusion_models`.
 
 use std::path::{Path, PathBuf};
 
@@ -246,6 +246,37 @@ pub enum SupernetCommand {
         #[command(flatten)]
         measure: MeasureArgs,
     },
+    /// Export one subnet, extracted and recalibrated and quantized at its own bits, as
+    /// safetensors (weights, integer codes, steps, batch norms; bits, layers and provenance in the
+    /// metadata) and/or an ONNX QDQ graph (uint8 pixels in, logits out) that onnxruntime runs.
+    Export {
+        #[arg(long)]
+        ckpt: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Canonical architecture text or a file holding it (its space must be the checkpoint's).
+        #[arg(long)]
+        arch: String,
+        /// Output files, format by extension: .onnx and/or .safetensors (repeatable).
+        #[arg(long, required = true)]
+        out: Vec<PathBuf>,
+        /// The LUT the architecture was searched on: its hashes, hardware and the architecture's
+        /// latency and energy go in the metadata.
+        #[arg(long)]
+        lut: Option<PathBuf>,
+        /// Also write the project's own quantized logits of the first --logits-images test images
+        /// (float32 .npy, [images, classes]), to compare an outside runtime's with.
+        #[arg(long)]
+        logits: Option<PathBuf>,
+        /// Test images of --logits (0 = all).
+        #[arg(long, default_value_t = 0)]
+        logits_images: usize,
+        #[command(flatten)]
+        quant: QuantArgs,
+        /// Training images used to recalibrate batch norm and activation steps.
+        #[arg(long, default_value_t = 1000)]
+        calibration_images: usize,
+    },
 }
 
 fn bar(len: u64) -> anyhow::Result<indicatif::ProgressBar> {
@@ -384,6 +415,10 @@ pub fn run(cmd: SupernetCommand) -> anyhow::Result<bool> {
             eprintln!("wrote {}", out.display());
             Ok(true)
         }
+        SupernetCommand::Export { ckpt, data, arch, out, lut, logits, logits_images, quant, calibration_images } => {
+            export(&ckpt, &data, &arch, &out, lut.as_deref(), logits.as_deref(), logits_images, quant.quantizer()?, calibration_images)?;
+            Ok(true)
+        }
         SupernetCommand::Eval { ckpt, data, arch, bits, finetune_steps, test, seed, quant, measure } => {
             let device = bitfusion_models::device();
             let trained = train::load(&ckpt, &device)?;
@@ -423,6 +458,72 @@ pub fn run(cmd: SupernetCommand) -> anyhow::Result<bool> {
             Ok(true)
         }
     }
+}
+
+/// `supernet export`: prepare the subnet once, write every requested file, and optionally the
+/// project's own logits on the test split.
+#[allow(clippy::too_many_arguments)]
+fn export(ckpt: &Path, data: &DataArgs, arch: &str, outs: &[PathBuf], lut: Option<&Path>, logits: Option<&Path>, logits_images: usize, q: Quantizer, calibration_images: usize) -> anyhow::Result<()> {
+    use bitfusion_models::export;
+    use sha2::{Digest, Sha256};
+    // Fail on names before any work.
+    for o in outs {
+        export::ExportFormat::from_path(o)?;
+    }
+    let sha = |p: &Path| -> anyhow::Result<String> {
+        let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+        Ok(format!("{:x}", Sha256::digest(&bytes)))
+    };
+    let device = bitfusion_models::device();
+    let trained = train::load(ckpt, &device)?;
+    let data = data.load()?;
+    train::check_data(&trained.space, &data).map_err(|e| anyhow!(e))?;
+    let arch = Arch::parse(&read_arch(arch)?, &trained.space)?;
+    let mut provenance = vec![
+        ("checkpoint".to_string(), ckpt.display().to_string()),
+        ("checkpoint_sha256".to_string(), sha(ckpt)?),
+        ("space_hash".to_string(), trained.space.hash()),
+    ];
+    provenance.push(("data".into(), format!("{} ({} calibration images of the training split)", data.name, calibration_images.min(data.train.len()))));
+    if let Some(l) = lut {
+        let table = Lut::load(l)?;
+        if table.header.space.hash() != trained.space.hash() {
+            bail!("{}: the LUT's space '{}' is not the checkpoint's space '{}'", l.display(), table.header.space.name, trained.space.name);
+        }
+        let (_, latency, energy) = table.cost(&arch)?;
+        provenance.extend([
+            ("lut".to_string(), l.display().to_string()),
+            ("lut_sha256".to_string(), sha(l)?),
+            ("hw_name".to_string(), table.header.hw_name.clone()),
+            ("hw_hash".to_string(), table.header.hw_hash.clone()),
+            ("cost_model".to_string(), table.header.model.clone()),
+            ("latency_ms".to_string(), format!("{latency}")),
+        ]);
+        if let Some(e) = energy {
+            provenance.push(("energy_mj".into(), format!("{e}")));
+        }
+    }
+    let cfg = EvalConfig { calibration_images, eval_images: None, batch: 500 };
+    let prepared = bitfusion_models::export::prepare(&trained.net, &trained.space, &arch, &data, &cfg, q, &device);
+    for o in outs {
+        let format = export::write(o, &prepared.network, &provenance)?;
+        eprintln!("wrote {} ({format:?}, {} layers, {} bytes)", o.display(), prepared.network.convs.len() + 1, std::fs::metadata(o).map(|m| m.len()).unwrap_or(0));
+    }
+    if let Some(path) = logits {
+        let n = if logits_images == 0 { data.test.len() } else { logits_images.min(data.test.len()) };
+        let plain = device.clone().without_autodiff();
+        let values = eval::logits_of(&prepared.plan, &prepared.weights, &prepared.calibration, &data, &data.test, n, true, &plain);
+        let classes = values.len() / n.max(1);
+        let right = (0..n).filter(|&i| argmax(&values[i * classes..(i + 1) * classes]) == data.test.labels[i] as usize).count();
+        bitfusion_util::create_parent(path).and_then(|_| bitfusion_util::write_atomic(path, &export::npy_f32(&[n, classes], &values))).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("{}: quantized test accuracy {:.2}% on the first {n} test images (the project's own evaluation); logits in {}", arch.to_text(), 100.0 * right as f64 / n.max(1) as f64, path.display());
+    }
+    Ok(())
+}
+
+/// Index of the largest value (the first on ties), as the evaluation's prediction.
+fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
 }
 
 /// A progress line of the bilevel search, on stderr every tenth step (and the first and last).

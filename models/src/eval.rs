@@ -67,6 +67,20 @@ pub fn accuracy_of(plan: &Plan, w: &Weights, cal: &Calibration, data: &DataSet, 
     right as f64 / n.max(1) as f64
 }
 
+/// Logits `[n, classes]` (row-major) of a calibrated subnet on the first `n` of `images`, fake-quantized
+/// when `quantize`: what [`accuracy_of`] ranks, for comparing with an outside runtime.
+#[allow(clippy::too_many_arguments)]
+pub fn logits_of(plan: &Plan, w: &Weights, cal: &Calibration, data: &DataSet, images: &Images, n: usize, quantize: bool, device: &Device) -> Vec<f32> {
+    let n = n.min(images.len());
+    let mut out = Vec::new();
+    for idx in chunks(n, EVAL_BATCH) {
+        let (x, _) = data.batch(images, &idx, device);
+        let y = forward(plan, w, x, Mode::Eval { quantize, calibration: cal }, None);
+        out.extend(y.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 logits"));
+    }
+    out
+}
+
 /// Recalibrate a subnet's weights (plain-device tensors) and measure its accuracy on `images`.
 fn recalibrated_accuracy(plan: &Plan, w: &Weights, data: &DataSet, images: &Images, cfg: &EvalConfig, quantize: bool, device: &Device) -> f64 {
     let plain = device.clone().without_autodiff();

@@ -56,7 +56,13 @@ impl Grid {
     /// `v` on the grid of `step`, given `inv = 1 / step`.
     #[inline(always)]
     pub fn quantize_with(&self, v: f32, inv: f32, step: f32) -> f32 {
-        (v * inv).round_ties_even().clamp(self.lo as f32, self.hi as f32) * step
+        self.level(v, inv) * step
+    }
+
+    /// The grid level (the integer code, as f32) of `v` at the step whose reciprocal is `inv`.
+    #[inline(always)]
+    pub fn level(&self, v: f32, inv: f32) -> f32 {
+        (v * inv).round_ties_even().clamp(self.lo as f32, self.hi as f32)
     }
 
     /// The smallest step at which the grid covers every value (nothing clipped); never zero.

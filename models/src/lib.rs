@@ -7,7 +7,8 @@
 //! NHWC, with hand-written backward passes) -> [`quant`] (the quantizers) -> [`supernet`]
 //! (network, views, extraction; images from [`data`]) -> [`policy`] (bit policies) -> [`train`]
 //! (progressive shrinking and the quantization-aware phase, checkpoints) -> [`eval`]
-//! (calibration, accuracy, the post-training table) -> [`bilevel`] (the controller and the
+//! (calibration, accuracy, the post-training table) -> [`export`] (the found subnet as
+//! safetensors and ONNX QDQ) -> [`bilevel`] (the controller and the
 //! supernet's weights trained together) -> [`pairs`] (pair files) -> [`predictor`] -> [`rerank`]
 //! (measured re-ranking of search results).
 
@@ -15,6 +16,7 @@ pub mod bilevel;
 pub mod checkpoint;
 pub mod data;
 pub mod eval;
+pub mod export;
 pub mod grid;
 pub mod ops;
 pub mod pairs;
