@@ -169,7 +169,7 @@ pub fn arch_from_json(text: &str, space: &Space, origin: &str) -> Result<Arch, I
     let list = |name: &str| -> Result<Vec<f64>, InteropError> {
         let l = parts.iter().find_map(|p| p.get(name)).ok_or_else(|| bad(format!("no list '{name}'")))?;
         let l = l.as_array().ok_or_else(|| bad(format!("'{name}' is not a list")))?;
-        l.iter().map(|x| x.as_f64().filter(|x| x.is_finite() && *x >= 0.0 && *x < 1e6).ok_or_else(|| bad(format!("'{name}': {x} is not a number")))).collect()
+        l.iter().map(|x| x.as_f64().filter(|x| x.is_finite() && *x >= 0.0 && *x < 1e6).ok_or_else(|| bad(format!("'{name}': {x} is not a number in 0..1000000")))).collect()
     };
     let slots = space.slots();
     let (ks, e, d) = (list("ks")?, list("e")?, list("d")?);
@@ -260,6 +260,25 @@ mod tests {
             assert_eq!((v[0]["ks"][i].as_u64(), v[0]["e"][i].as_f64(), v[1]["dw_a_bits_setting"][i].as_u64()), (Some(3), Some(4.0), Some(8)));
         }
         assert!(arch_json(&space, &a).starts_with("[{\"wid\": null, \"ks\": ["), "Python's json.dump spacing");
+    }
+
+    #[test]
+    fn readers_never_panic_on_prefixes_or_edits() {
+        let space = Space::load("apq").unwrap();
+        let arch = arch_json(&space, &Arch::random(&space, &mut 5));
+        let dict = r#"{"(96, 456, 14, 1, 1, 0, 1)-W4A4": {"energy": 0.5, "latency": 0.25}, "head": {"energy": 1, "latency": 2}}"#;
+        for text in [arch.as_str(), dict] {
+            for cut in 0..text.len() {
+                let _ = arch_from_json(&text[..cut], &space, "p");
+                let _ = read_dict(&text[..cut], "p");
+            }
+        }
+        let good: Value = serde_json::from_str(&arch).unwrap();
+        for (part, list, bad) in [(0, "e", serde_json::json!(1e300)), (0, "e", serde_json::json!(-1)), (0, "ks", Value::Null), (0, "d", serde_json::json!(1e9)), (1, "pw_a_bits_setting", serde_json::json!("x"))] {
+            let mut v = good.clone();
+            v[part][list][0] = bad.clone();
+            assert!(arch_from_json(&v.to_string(), &space, "p").is_err(), "{list}[0] = {bad}");
+        }
     }
 
     #[test]
