@@ -387,10 +387,52 @@ pub fn lut_build(space: &str, hw: &HwArgs, model: Option<&str>, objective: &str,
     Ok(())
 }
 
-pub fn lut_export(lut: &Path, csv: &Path) -> anyhow::Result<()> {
+pub fn lut_export(lut: &Path, format: &str, out: &Path, bits: &str) -> anyhow::Result<()> {
+    use bitfusion_search::interop::{LutFormat, apq, ofa};
+    let format: LutFormat = format.parse()?;
     let l = bitfusion_search::lut::Lut::load(lut)?;
-    write(csv, &bitfusion_search::lut::export_csv(&l))?;
-    eprintln!("wrote {} ({} entries)", csv.display(), l.entries.len());
+    let (path, text, what) = match format {
+        LutFormat::Csv => (out.to_path_buf(), bitfusion_search::lut::export_csv(&l), format!("{} entries", l.entries.len())),
+        LutFormat::Apq => {
+            let text = apq::lut_dict(&l)?;
+            (out.to_path_buf(), text, format!("{} APQ keys plus head and tail", bitfusion_search::lut::apq_view(&l).len()))
+        }
+        LutFormat::Ofa => {
+            let (w, a) = ofa::parse_bits(bits, &l.header.space)?;
+            let table = ofa::latency_table(&l, w, a)?;
+            let path = if out.is_dir() { out.join(ofa::file_name(table.resolution)) } else { out.to_path_buf() };
+            (path, table.to_yaml(), format!("{} keys at W{w}A{a}, resolution {}", table.entries.len(), table.resolution))
+        }
+    };
+    write(&path, &text)?;
+    eprintln!("wrote {} ({what})", path.display());
+    Ok(())
+}
+
+pub fn arch_export(arch: &str, space: &str, format: &str, out: Option<&Path>) -> anyhow::Result<()> {
+    use bitfusion_search::interop::{ArchFormat, apq, ofa};
+    let format: ArchFormat = format.parse()?;
+    let space = bitfusion_search::space::Space::load(space)?;
+    let a = bitfusion_search::arch::Arch::parse(&crate::supernet::read_arch(arch)?, &space)?;
+    let text = match format {
+        ArchFormat::Apq => apq::arch_json(&space, &a),
+        ArchFormat::Ofa => ofa::arch_json(&space, &a),
+    };
+    match out {
+        Some(p) => {
+            write(p, &text)?;
+            eprintln!("wrote {}", p.display());
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+pub fn arch_import(file: &Path, space: &str) -> anyhow::Result<()> {
+    let space = bitfusion_search::space::Space::load(space)?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let a = bitfusion_search::interop::apq::arch_from_json(&text, &space, &file.display().to_string())?;
+    println!("{}", a.to_text());
     Ok(())
 }
 
@@ -476,9 +518,9 @@ pub fn lut_check(lut: &Path, samples: usize, seed: u64) -> anyhow::Result<bool> 
 }
 
 pub fn lut_diff(ours: &Path, theirs: &Path) -> anyhow::Result<()> {
-    use bitfusion_search::lut::{Diff, diff, read_apq_csv};
+    use bitfusion_search::lut::{Diff, diff};
     let l = bitfusion_search::lut::Lut::load(ours)?;
-    let t = read_apq_csv(theirs)?;
+    let t = bitfusion_search::interop::apq::read_theirs(theirs)?;
     println!("ours: {} ({} model, batch {}, '{}'); theirs: {}", ours.display(), l.header.model, l.header.batch, l.header.hw_name, theirs.display());
     for d in diff(&l, &t) {
         println!(

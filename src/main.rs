@@ -138,6 +138,11 @@ enum Command {
         #[command(subcommand)]
         what: LutCommand,
     },
+    /// Architectures in the anchors' formats: export to APQ's `arch` JSON or OFA's dict, import APQ's.
+    Arch {
+        #[command(subcommand)]
+        what: ArchCommand,
+    },
     /// Once-for-all supernet: train it, sample (architecture, bits, accuracy) pairs, measure subnets.
     Supernet {
         #[command(subcommand)]
@@ -199,11 +204,28 @@ enum LutCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Write the LUT as CSV, one row per entry.
+    /// Write the LUT in our CSV (one row per entry), APQ's LUT dict or OFA's latency-table YAML.
+    ///
+    /// `apq`: APQ's `lut/BitFusion_new.b1.dict` (JSON): "(cin, cout, in, k, s, pad, groups)-W{w}A{a}"
+    /// -> {"energy": mJ, "latency": ms}, plus "head" and "tail"; one entry per key (the one stored at
+    /// the layer's own activation bits). `ofa`: OFA's `{R}_lookup_table.yaml` (written as JSON, valid
+    /// YAML): block keys `expanded_conv-input:HxWxC-output:HxWxC-expand:MID-kernel:K-stride:S-idskip:I`
+    /// plus `Conv`, `Conv_1`, `Logits`, each -> {count, mean (ms), std}, every searchable layer at
+    /// --bits; when --out is a directory the file is OUT/{R}_lookup_table.yaml.
     Export {
         lut: PathBuf,
-        #[arg(long)]
-        csv: PathBuf,
+        /// csv, apq or ofa.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// The file to write (for ofa also a directory).
+        #[arg(long, required_unless_present = "csv", conflicts_with = "csv")]
+        out: Option<PathBuf>,
+        /// Same as --format csv --out FILE.
+        #[arg(long, value_name = "FILE", conflicts_with = "format")]
+        csv: Option<PathBuf>,
+        /// ofa: the weight and activation bits of every searchable layer (OFA's tables have no bit axis).
+        #[arg(long, default_value = "8,8", value_name = "W,A")]
+        bits: String,
     },
     /// Per-layer and total latency/energy of an architecture (canonical text or JSON).
     Query {
@@ -224,8 +246,34 @@ enum LutCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Compare with another LUT in APQ's flat CSV format (ratios ours/theirs, pointwise and depthwise).
+    /// Compare with APQ's LUT (ratios ours/theirs, pointwise and depthwise): THEIRS is APQ's
+    /// original dict (`BitFusion_new.b1.dict`) or its flat CSV, told apart by content.
     Diff { ours: PathBuf, theirs: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ArchCommand {
+    /// Write an architecture as APQ's `arch` JSON ([{wid, ks, e, d}, {pw_w_bits_setting, ...}], as
+    /// APQ's search.py writes it) or OFA's dict {ks, e (mid/cin), d, r}.
+    Export {
+        /// Canonical text, architecture JSON, a `best.json`, or a file holding one of them.
+        arch: String,
+        /// The architecture's space: a preset (apq, apq-wide-bits, micro) or a space TOML file.
+        #[arg(long)]
+        space: String,
+        /// apq or ofa.
+        #[arg(long)]
+        format: String,
+        /// Write here (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Read APQ's `arch` JSON (exps/NAME/arch) into our canonical text.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        space: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -284,6 +332,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             commands::plot_sweep(&dir, bitfusion_plots::SweepPlotOptions { x, y, workload, precision }).map(|_| true)
         }
         Command::Paper { hw, out } => commands::paper(&hw, out.as_deref()).map(|_| true),
+        Command::Arch { what } => match what {
+            ArchCommand::Export { arch, space, format, out } => commands::arch_export(&arch, &space, &format, out.as_deref()).map(|_| true),
+            ArchCommand::Import { file, space } => commands::arch_import(&file, &space).map(|_| true),
+        },
         Command::Space { space, random, seed } => commands::space(&space, random, seed).map(|_| true),
         Command::Supernet { what } => supernet::run(what),
         Command::Predictor { what } => search_cmd::run_predictor(what),
@@ -306,7 +358,14 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             LutCommand::Build { space, hw, model, objective, batch, out } => {
                 commands::lut_build(&space, &hw, model.as_deref(), &objective, batch, &out).map(|_| true)
             }
-            LutCommand::Export { lut, csv } => commands::lut_export(&lut, &csv).map(|_| true),
+            LutCommand::Export { lut, format, out, csv, bits } => {
+                let (format, out) = match (csv, out) {
+                    (Some(csv), _) => ("csv".to_string(), csv),
+                    (None, Some(out)) => (format, out),
+                    (None, None) => unreachable!("clap requires --out unless --csv"),
+                };
+                commands::lut_export(&lut, &format, &out, &bits).map(|_| true)
+            }
             LutCommand::Query { lut, arch, hw, set } => commands::lut_query(&lut, &arch, hw.as_deref(), &set).map(|_| true),
             LutCommand::Check { lut, samples, seed } => commands::lut_check(&lut, samples, seed),
             LutCommand::Diff { ours, theirs } => commands::lut_diff(&ours, &theirs).map(|_| true),

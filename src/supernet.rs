@@ -562,7 +562,7 @@ fn bilevel_search_with_net(trained: &train::Trained, lut: &Lut, data: &DataSet, 
 }
 
 /// An architecture given inline or as a file path.
-fn read_arch(arg: &str) -> anyhow::Result<String> {
+pub(crate) fn read_arch(arg: &str) -> anyhow::Result<String> {
     let p = Path::new(arg);
     if !arg.contains(':') && !arg.starts_with('{') && p.exists() {
         return std::fs::read_to_string(p).with_context(|| format!("cannot read {arg}"));

@@ -6,7 +6,8 @@
 //!
 //! `apq:k3-m96-pw8x8-dw8x8,k5-m120-pw4x4-dw6x8|k7-m200-pw4x8-dw4x4,...`
 //!
-//! The number of blocks written for a stage is its depth. The JSON form has the same content.
+//! The number of blocks written for a stage is its depth. The JSON form has the same content;
+//! `Arch::parse` also takes a search's `best.json` (its `arch` field).
 //!
 //! **Encoding** (APQ's layout, `shared/reference/search/NOTES.md` 1.2): for every block slot in
 //! order, a one-hot of its kernel; then for every slot a one-hot of its middle channels; then, for
@@ -74,6 +75,12 @@ impl Arch {
     pub fn parse(text: &str, space: &Space) -> Result<Arch, ArchError> {
         let text = text.trim();
         let arch = if text.starts_with('{') {
+            // A search's `best.json` holds the canonical text under "arch".
+            if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(text)
+                && let Some(serde_json::Value::String(inner)) = m.get("arch")
+            {
+                return Arch::parse(inner, space);
+            }
             serde_json::from_str::<Arch>(text).map_err(|e| ArchError(format!("architecture JSON: {e}")))?
         } else {
             let (name, body) = text.split_once(':').ok_or_else(|| ArchError(format!("'{text}': expected SPACE:blocks|blocks|...")))?;

@@ -782,11 +782,36 @@ impl Diff {
     }
 }
 
-/// Compare our LUT with theirs, pointwise and depthwise separately. Our entries for a shape and bits
-/// differ only by output bits under the reference model; the one stored at the layer's own
-/// activation bits is used.
+/// Our convolution entries by APQ key, one per key. APQ's key has no output-precision axis: of our
+/// entries for a shape and bits (differing only by the bits the outputs are stored at, and equal
+/// under the reference model), the one stored at the layer's own activation bits is used, else the
+/// one at the fewest output bits. Fully connected layers have no APQ key (APQ's keys are
+/// convolution tuples; its classifier is inside `tail`) and are left out.
+pub fn apq_view(lut: &Lut) -> BTreeMap<String, &Entry> {
+    let mut out: BTreeMap<String, &Entry> = BTreeMap::new();
+    for e in lut.entries.values().filter(|e| e.key.kind == LayerKind::Conv) {
+        let slot = out.entry(e.key.apq_key()).or_insert(e);
+        let own = |x: &Entry| x.key.out_bits == x.key.a_bits;
+        if own(e) && !own(slot) {
+            *slot = e;
+        }
+    }
+    out
+}
+
+/// The keys of the fixed layers before the searchable blocks (stem, first block) and after them
+/// (feature mix, classifier), each stored at the next fixed layer's activation bits; the trunk's
+/// last layer, whose consumer is a searchable block, at its own activation bits.
+pub fn fixed_keys(space: &Space, batch: u32) -> (Vec<LayerKey>, Vec<LayerKey>) {
+    let chain = |layers: Vec<Layer>| -> Vec<LayerKey> {
+        layers.iter().enumerate().map(|(i, l)| LayerKey::of(l, layers.get(i + 1).map_or(l.a_bits, |n| n.a_bits))).collect()
+    };
+    (chain(arch_trunk(space, batch)), chain(arch_head(space, batch)))
+}
+
+/// Compare our LUT with theirs, pointwise and depthwise separately, over [`apq_view`].
 pub fn diff(lut: &Lut, theirs: &[Theirs]) -> [Diff; 2] {
-    let ours: BTreeMap<String, &Entry> = lut.entries.values().filter(|e| e.key.out_bits == e.key.a_bits).map(|e| (e.key.apq_key(), e)).collect();
+    let ours = apq_view(lut);
     let mut out = [("pointwise", false), ("depthwise", true)].map(|(kind, _)| Diff { kind, theirs: 0, matched: 0, latency_ratios: Vec::new(), energy_ratios: Vec::new() });
     for t in theirs {
         let d = &mut out[t.depthwise as usize];
