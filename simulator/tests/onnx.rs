@@ -462,7 +462,10 @@ fn onnx_bad_shape_ops_are_one_line_errors_naming_node_and_op() {
     assert!(x.ends_with("node 'tr' (Transpose): perm [0, 1, 1, 2] is not a permutation of the 4 axes of [1, 8, 4, 4]"), "{x}");
     let x = with(vec![node("un", "Unsqueeze", &["x"], &["y"], &[])]);
     assert!(x.ends_with("node 'un' (Unsqueeze): the axes are missing"), "{x}");
+    let x = with(vec![node("un", "Unsqueeze", &["x"], &["y"], &[attr_ints("axes", &(0..61).collect::<Vec<_>>())])]);
+    assert!(x.ends_with("node 'un' (Unsqueeze): an output of rank 65 is above the supported 64"), "{x}");
     let x = with(vec![node("tile", "Tile", &["x", "ax"], &["y"], &[])]);
+
     assert!(x.ends_with("node 'tile' (Tile): operator Tile is not supported"), "{x}");
     let x = with(vec![node("sp", "Split", &["x", "ax"], &["y", "y2"], &[attr_int("axis", 1)])]);
     assert!(x.ends_with("node 'sp' (Split): split [1] does not divide axis 1 of [1, 8, 4, 4] into 2 outputs"), "{x}");

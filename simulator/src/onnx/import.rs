@@ -13,7 +13,7 @@
 //! the node carries. Anything else is an [`ImportError`] naming the node and its operator.
 
 use super::model::{Attribute, Dim, Graph, Node, Tensor};
-use super::shape::{self, MAX_INTS, Shape};
+use super::shape::{self, MAX_INTS, MAX_RANK, Shape};
 use crate::layer::{Layer, MAX_DIM};
 use std::collections::{HashMap, HashSet};
 
@@ -289,6 +289,9 @@ pub fn import_graph(g: &Graph, opts: &OnnxOptions) -> Result<Vec<Layer>, ImportE
 pub fn propagate(g: &Graph, opts: &OnnxOptions) -> Result<(HashMap<String, Shape>, Vec<Layer>), ImportError> {
     let mut v = Values::default();
     for t in &g.initializers {
+        if t.dims.len() > MAX_RANK {
+            return Err(ImportError { node: t.name.clone(), op: "initializer".into(), message: format!("rank {} is above the supported {MAX_RANK}", t.dims.len()) });
+        }
         let Some(dims) = record_tensor(&mut v, &t.name, t) else {
             return Err(ImportError { node: t.name.clone(), op: "initializer".into(), message: format!("negative dims {:?}", t.dims) });
         };
@@ -298,9 +301,9 @@ pub fn propagate(g: &Graph, opts: &OnnxOptions) -> Result<(HashMap<String, Shape
         if v.shapes.contains_key(&i.name) {
             continue; // an initializer listed as an input (IR version < 4)
         }
-        let shape = i.shape.as_deref().and_then(|d| declared_shape(d, opts.batch));
+        let shape = i.shape.as_deref().filter(|d| d.len() <= MAX_RANK).and_then(|d| declared_shape(d, opts.batch));
         let Some(shape) = shape else {
-            return Err(ImportError { node: i.name.clone(), op: "graph input".into(), message: "the input has no shape".into() });
+            return Err(ImportError { node: i.name.clone(), op: "graph input".into(), message: format!("the input has no shape (or a rank above {MAX_RANK})") });
         };
         v.shapes.insert(i.name.clone(), shape);
         v.network_input.insert(i.name.clone());
@@ -317,6 +320,9 @@ pub fn propagate(g: &Graph, opts: &OnnxOptions) -> Result<(HashMap<String, Shape
             v.network_input.extend(node.outputs.first().cloned());
         }
         let out = step(&ctx, &mut v, opts, &mut layers)?;
+        if let Some(s) = out.iter().find(|s| s.len() > MAX_RANK) {
+            return Err(ctx.err(format!("an output of rank {} is above the supported {MAX_RANK}", s.len())));
+        }
         for (name, shape) in node.outputs.iter().zip(out) {
             if !name.is_empty() {
                 v.shapes.insert(name.clone(), shape);
@@ -506,7 +512,7 @@ fn step(ctx: &Ctx, v: &mut Values, opts: &OnnxOptions, layers: &mut Vec<Layer>) 
                 // Equal parts, the last smaller if the axis does not divide (opset 18's rule).
                 None if n > 0 => {
                     let each = x[ax].div_ceil(n);
-                    (0..n).map(|i| each.min(x[ax].saturating_sub(i * each))).collect()
+                    (0..n).map(|i| each.min(x[ax].saturating_sub(i.saturating_mul(each)))).collect()
                 }
                 None => Vec::new(),
             };

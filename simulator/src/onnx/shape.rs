@@ -10,6 +10,10 @@
 /// A tensor's shape, in elements per axis.
 pub type Shape = Vec<u64>;
 
+/// The highest rank the importer accepts (ONNX models use a handful of axes; the bound keeps a
+/// hostile file's shapes, copied from value to value, small).
+pub const MAX_RANK: usize = 64;
+
 /// The most values kept of a constant integer tensor (shapes, pads and axes are short).
 pub const MAX_INTS: usize = 64;
 
@@ -22,17 +26,19 @@ pub fn axis(a: i64, rank: usize) -> R<usize> {
     if (0..r).contains(&n) { Ok(n as usize) } else { Err(format!("axis {a} is out of range for rank {rank}")) }
 }
 
-/// Normalised axes, each at most once.
-fn axes(list: &[i64], rank: usize) -> R<Vec<usize>> {
+/// Normalised axes, each at most once, and the mask of the axes listed (linear in the rank and
+/// the list, so a hostile file's long lists cost no quadratic time).
+fn axes(list: &[i64], rank: usize) -> R<(Vec<usize>, Vec<bool>)> {
+    let mut mask = vec![false; rank];
     let mut out = Vec::with_capacity(list.len());
     for a in list {
         let n = axis(*a, rank)?;
-        if out.contains(&n) {
+        if std::mem::replace(&mut mask[n], true) {
             return Err(format!("axes {list:?} repeat axis {n}"));
         }
         out.push(n);
     }
-    Ok(out)
+    Ok((out, mask))
 }
 
 /// Squeeze: drop the listed axes (each of size 1), or every axis of size 1 when `list` is None.
@@ -40,20 +46,19 @@ pub fn squeeze(x: &[u64], list: Option<&[i64]>) -> R<Shape> {
     let Some(list) = list else {
         return Ok(x.iter().copied().filter(|d| *d != 1).collect());
     };
-    let drop = axes(list, x.len())?;
+    let (drop, mask) = axes(list, x.len())?;
     if let Some(a) = drop.iter().find(|a| x[**a] != 1) {
         return Err(format!("axis {a} of {x:?} has size {}, not 1", x[*a]));
     }
-    Ok(x.iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, d)| *d).collect())
+    Ok(x.iter().zip(mask).filter(|(_, m)| !m).map(|(d, _)| *d).collect())
 }
 
 /// Unsqueeze: insert axes of size 1 at the listed positions of the output (of rank
 /// `x.len() + list.len()`).
 pub fn unsqueeze(x: &[u64], list: &[i64]) -> R<Shape> {
-    let rank = x.len() + list.len();
-    let new = axes(list, rank)?;
+    let (_, new) = axes(list, x.len() + list.len())?;
     let mut rest = x.iter();
-    Ok((0..rank).map(|i| if new.contains(&i) { 1 } else { rest.next().copied().unwrap_or(1) }).collect())
+    Ok(new.into_iter().map(|n| if n { 1 } else { rest.next().copied().unwrap_or(1) }).collect())
 }
 
 /// Transpose by `perm` (default: reverse the axes); `perm` must be a permutation of the axes.
@@ -93,7 +98,7 @@ pub fn slice(x: &[u64], starts: &[i64], ends: &[i64], list: Option<&[i64]>, step
         return Err(format!("starts {starts:?}, ends {ends:?}, axes {list:?} and steps {steps:?} differ in length"));
     }
     let mut out = x.to_vec();
-    for (i, a) in axes(list, x.len())?.into_iter().enumerate() {
+    for (i, a) in axes(list, x.len())?.0.into_iter().enumerate() {
         out[a] = slice_axis(x[a], starts[i], ends[i], steps.map_or(1, |s| s[i]))?.2;
     }
     Ok(out)
@@ -108,11 +113,10 @@ pub fn slice_values(values: &[i64], start: i64, end: i64, step: i64) -> R<Vec<i6
 /// A reduction's output shape: the listed axes (all when `list` is empty) become 1, or are dropped
 /// without `keepdims`.
 pub fn reduce(x: &[u64], list: &[i64], keepdims: bool) -> R<Shape> {
-    let all: Vec<usize> = (0..x.len()).collect();
-    let red = if list.is_empty() { all } else { axes(list, x.len())? };
+    let red = if list.is_empty() { vec![true; x.len()] } else { axes(list, x.len())?.1 };
     Ok(x.iter()
-        .enumerate()
-        .filter_map(|(i, d)| match (red.contains(&i), keepdims) {
+        .zip(red)
+        .filter_map(|(d, r)| match (r, keepdims) {
             (false, _) => Some(*d),
             (true, true) => Some(1),
             (true, false) => None,
