@@ -23,7 +23,10 @@ use bitfusion_simulator::layer::MAX_MACS;
 use bitfusion_simulator::Objective;
 use bitfusion_simulator::networks::network;
 use bitfusion_simulator::sweep::Sweep;
-use bitfusion_simulator::workload::{parse_topology, topology_csv as write_topology};
+use bitfusion_simulator::onnx::{OnnxOptions, output_shapes, parse_onnx};
+use bitfusion_simulator::workload::ofa::parse_ofa;
+use bitfusion_simulator::workload::scalesim::parse_scalesim;
+use bitfusion_simulator::workload::{ScaleSimForm, parse_topology, parse_workload, topology_csv as write_topology};
 use bitfusion_simulator::{CostModel, HwConfig, Layer, build};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -125,10 +128,17 @@ fn reference_model() -> &'static dyn CostModel {
 pub fn topology_csv(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(layers) = parse_topology(text, "fuzz.csv") else { return };
+    check_layers(&layers);
+}
+
+/// What every workload reader's layers must satisfy: at least one, each validates with its exact
+/// MAC count in range, the topology CSV writer's output reads back as the same layers, and small
+/// workloads run through the reference cost model without panicking.
+fn check_layers(layers: &[Layer]) {
     assert!(!layers.is_empty());
     let mut total: u64 = 0;
-    for l in &layers {
-        l.validate().expect("a parsed layer validates");
+    for l in layers {
+        l.validate().unwrap_or_else(|e| panic!("a parsed layer does not validate: {e}"));
         let (oh, ow) = (l.out_h(), l.out_w());
         assert!(oh >= 1 && ow >= 1);
         // The MAC count, computed exactly: the library's must not have wrapped, and must be in range.
@@ -146,18 +156,85 @@ pub fn topology_csv(data: &[u8]) {
     }
     // The writer's output reads back as the same layers (for names it can write).
     if layers.iter().all(|l| plain_name(&l.name)) {
-        let back = parse_topology(&write_topology(&layers), "round trip").expect("written topology re-reads");
+        let back = parse_topology(&write_topology(layers), "round trip").expect("written topology re-reads");
         assert_eq!(back, layers, "topology changed in a CSV round trip");
     }
     // Small workloads: through the reference cost model (errors are fine, panics are not).
     if layers.len() <= SIM_MAX_LAYERS && total <= SIM_MAX_MACS {
         let m = reference_model();
-        for l in &layers {
+        for l in layers {
             if let Ok(s) = m.simulate_layer(l) {
                 assert_eq!(s.macs, l.macs(), "stats of '{}' count other MACs than the layer", l.name);
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// onnx_model: the ONNX importer (protobuf reader, decoder, shape propagation) with its options.
+
+/// The bits the options byte picks from (index `b % 4` for weights, `b / 4 % 4` for activations).
+const ONNX_BITS: [u32; 4] = [8, 4, 2, 16];
+
+/// The importer's options from the input's first two bytes (batch 1 to 16, bits from
+/// [`ONNX_BITS`]; `[0, 0]` is the default, batch 1 and 8 bits) and the model bytes after them.
+pub fn onnx_options(data: &[u8]) -> (OnnxOptions, &[u8]) {
+    let (head, model) = data.split_at(data.len().min(2));
+    let (b, bits) = (head.first().copied().unwrap_or(0), head.get(1).copied().unwrap_or(0));
+    let opts = OnnxOptions { batch: 1 + u32::from(b % 16), w_bits: ONNX_BITS[usize::from(bits % 4)], a_bits: ONNX_BITS[usize::from(bits / 4 % 4)] };
+    (opts, model)
+}
+
+pub fn onnx_model(data: &[u8]) {
+    let (opts, bytes) = onnx_options(data);
+    let shapes = output_shapes(bytes, "fuzz.onnx", &opts);
+    let Ok(layers) = parse_onnx(bytes, "fuzz.onnx", &opts) else { return };
+    // The importer's shape pass is the first step of an import: it cannot fail on a model that imports.
+    if let Err(e) = shapes {
+        panic!("a model that imports has no output shapes: {e}");
+    }
+    // Another batch changes symbolic dimensions only: an import that succeeds has one layer per
+    // Conv, Gemm and MatMul node either way.
+    if let Ok(other) = parse_onnx(bytes, "fuzz.onnx", &OnnxOptions { batch: opts.batch + 1, ..opts }) {
+        assert_eq!(other.len(), layers.len(), "the batch changed the layer count");
+    }
+    check_layers(&layers);
+}
+
+// ---------------------------------------------------------------------------------------------
+// scalesim_csv: SCALE-Sim's conv and GEMM topology CSVs, and the format detection.
+
+pub fn scalesim_csv(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    // Both forms directly, whatever the header says, then the detecting entry point.
+    for form in [ScaleSimForm::Conv, ScaleSimForm::Gemm] {
+        if let Ok(layers) = parse_scalesim(text, "fuzz.csv", form) {
+            check_layers(&layers);
+        }
+    }
+    if let Ok(layers) = parse_workload(text, "fuzz.csv", 224) {
+        check_layers(&layers);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ofa_config: once-for-all / ProxylessNAS `net.config` JSON at a resolution.
+
+/// The resolution the input's first byte picks (0 to 510 pixels, even; `[112]` is OFA's 224) and
+/// the JSON text after it.
+pub fn ofa_resolution(data: &[u8]) -> (u32, &[u8]) {
+    match data.split_first() {
+        Some((r, rest)) => (u32::from(*r) * 2, rest),
+        None => (224, data),
+    }
+}
+
+pub fn ofa_config(data: &[u8]) {
+    let (resolution, json) = ofa_resolution(data);
+    let Ok(text) = std::str::from_utf8(json) else { return };
+    let Ok(layers) = parse_ofa(text, "net.config", resolution) else { return };
+    assert_eq!(layers[0].in_h, resolution, "the first layer is not at the requested resolution");
+    check_layers(&layers);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,12 +25,18 @@ fn onnx_options(batch: Option<u32>, w_bits: Option<u32>, a_bits: Option<u32>) ->
     OnnxOptions { batch: batch.unwrap_or(d.batch), w_bits: w_bits.unwrap_or(d.w_bits), a_bits: a_bits.unwrap_or(d.a_bits) }
 }
 
-/// The layers of a topology CSV or ONNX file (by extension), or of a built-in network (or an
-/// ONNX file given in its place).
-fn workload(layers: Option<&Path>, net: Option<&str>, onnx: &OnnxOptions) -> anyhow::Result<Vec<Layer>> {
+/// How to read a workload file: ONNX options and a `net.config`'s resolution in pixels (`None`:
+/// a `run.config` beside it, else 224).
+fn read_options(onnx: OnnxOptions, resolution: Option<u32>) -> ReadOptions {
+    ReadOptions { onnx, resolution }
+}
+
+/// The layers of a workload file (any format `read_workload` detects), or of a built-in network
+/// (or an ONNX file given in its place).
+fn workload(layers: Option<&Path>, net: Option<&str>, opts: &ReadOptions) -> anyhow::Result<Vec<Layer>> {
     match (layers, net) {
-        (Some(p), _) => Ok(read_workload(p, &ReadOptions { onnx: *onnx, ..ReadOptions::default() })?),
-        (None, Some(n)) if is_onnx(Path::new(n)) => Ok(read_workload(Path::new(n), &ReadOptions { onnx: *onnx, ..ReadOptions::default() })?),
+        (Some(p), _) => Ok(read_workload(p, opts)?),
+        (None, Some(n)) if is_onnx(Path::new(n)) => Ok(read_workload(Path::new(n), opts)?),
         (None, Some(n)) => network(n)
             .map(|n| n.layers())
             .ok_or_else(|| anyhow!("unknown network '{n}' (built in: {})", network_names().join(", "))),
@@ -60,7 +66,7 @@ pub fn simulate(a: &SimulateArgs) -> anyhow::Result<bool> {
         .map(|p| Format::from_path(p).ok_or_else(|| anyhow!("--out {}: the file name must end in .csv or .json", p.display())))
         .transpose()?;
     let path = a.onnx.as_deref().or(a.layers.as_deref());
-    let mut layers = workload(path, a.network.as_deref(), &onnx_options(a.batch, a.w_bits, a.a_bits))?;
+    let mut layers = workload(path, a.network.as_deref(), &read_options(onnx_options(a.batch, a.w_bits, a.a_bits), a.resolution))?;
     // An ONNX model's bits (QuantizeLinear/DequantizeLinear types, `weight_size`/`act_size`) win
     // over --w-bits/--a-bits, which it took as defaults.
     let from_onnx = path.is_some_and(is_onnx) || a.network.as_deref().is_some_and(|n| is_onnx(Path::new(n)));
@@ -160,13 +166,13 @@ fn run_detailed(a: &SimulateArgs, model: &CycleModel, layers: &[Layer], report: 
     Ok(ok)
 }
 
-pub fn networks(name: Option<&str>) -> anyhow::Result<()> {
+pub fn networks(name: Option<&str>, resolution: Option<u32>) -> anyhow::Result<()> {
     match name {
         Some(n) => {
             // A built-in name first; otherwise an existing file of any workload format.
             let file = Path::new(n);
-            let onnx = OnnxOptions::default();
-            let layers = if network(n).is_none() && file.is_file() { workload(Some(file), None, &onnx)? } else { workload(None, Some(n), &onnx)? };
+            let opts = read_options(OnnxOptions::default(), resolution);
+            let layers = if network(n).is_none() && file.is_file() { workload(Some(file), None, &opts)? } else { workload(None, Some(n), &opts)? };
             print!("{}", topology_csv(&layers));
         }
         None => {

@@ -37,7 +37,7 @@ pub struct SimulateArgs {
     #[command(flatten)]
     hw: HwArgs,
     /// Workload file, format detected: topology CSV (name,kind,batch,in_channels,out_channels,in_h,in_w,kernel,stride,pad,groups,w_bits,a_bits,im2col),
-    /// SCALE-Sim conv or GEMM CSV, once-for-all net.config JSON (resolution from a run.config beside it, else 224),
+    /// SCALE-Sim conv or GEMM CSV, once-for-all net.config JSON (resolution: --resolution, else a run.config beside it, else 224),
     /// or an ONNX model (FILE.onnx).
     #[arg(long, conflicts_with_all = ["network", "onnx"], required_unless_present_any = ["network", "onnx"])]
     layers: Option<PathBuf>,
@@ -64,6 +64,10 @@ pub struct SimulateArgs {
     /// Activation bits for every layer.
     #[arg(long)]
     a_bits: Option<u32>,
+    /// Input resolution, in pixels (square), of a once-for-all net.config workload (default: the
+    /// image_size of a run.config beside it, else 224); other formats give their own sizes and ignore it.
+    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u32).range(1..))]
+    resolution: Option<u32>,
     /// Write results to FILE.csv or FILE.json instead of printing a table.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -94,6 +98,10 @@ enum Command {
     Networks {
         /// Print this network's (or workload file's) layers as a topology CSV.
         name: Option<String>,
+        /// Input resolution, in pixels (square), of a once-for-all net.config (default: the
+        /// image_size of a run.config beside it, else 224); other formats ignore it.
+        #[arg(long, value_name = "PX", requires = "name", value_parser = clap::value_parser!(u32).range(1..))]
+        resolution: Option<u32>,
     },
     /// Show a hardware config after validation, with its area and SRAM figures.
     Hw {
@@ -320,7 +328,7 @@ enum ValidateCommand {
 fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         Command::Simulate(args) => commands::simulate(&args),
-        Command::Networks { name } => commands::networks(name.as_deref()).map(|_| true),
+        Command::Networks { name, resolution } => commands::networks(name.as_deref(), resolution).map(|_| true),
         Command::Hw { hw } => commands::show_hw(&hw).map(|_| true),
         Command::Validate { what } => match what {
             ValidateCommand::FusionUnit { vectors } => commands::validate_fusion_unit(&vectors),

@@ -61,4 +61,4 @@ macro_rules! targets {
     };
 }
 
-targets!(hw_config, topology_csv, sweep_spec, lut_file, arch);
+targets!(hw_config, topology_csv, sweep_spec, lut_file, arch, onnx_model, scalesim_csv, ofa_config);

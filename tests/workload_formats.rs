@@ -4,6 +4,7 @@
 
 mod common;
 
+use bitfusion_simulator::sweep::Sweep;
 use bitfusion_simulator::workload::{ReadOptions, read_workload};
 use bitfusion_simulator::{Layer, LayerKind};
 use common::{bitfusion, data};
@@ -91,4 +92,49 @@ fn cli_accepts_the_formats() {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success() && err.contains(".csv:2: column 'N': expected a positive integer, got 'x'"), "{err}");
     let _ = std::fs::remove_file(&bad);
+}
+
+#[test]
+fn cli_resolution_sets_a_net_config_input_size() {
+    let p = ofa_dir().join("cpu_lat-10ms_top1-71.1_finetune-25/net.config");
+    let first = |args: &[&str]| {
+        let out = bitfusion(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().nth(1).unwrap().to_string()
+    };
+    let file = p.to_str().unwrap();
+    // Its run.config says 144; --resolution overrides it, in `networks` and in `simulate`.
+    assert!(first(&["networks", file]).starts_with("first_conv,conv,1,3,40,144,144,"));
+    assert!(first(&["networks", file, "--resolution", "160"]).starts_with("first_conv,conv,1,3,40,160,160,"));
+    let total = |args: &[&str]| {
+        let out = bitfusion(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().find(|l| l.starts_with("total")).unwrap().to_string()
+    };
+    let sim = |res: &str| total(&["simulate", "--layers", file, "--model", "reference", "--resolution", res]);
+    assert_ne!(sim("96"), sim("160"));
+    assert_eq!(sim("144"), total(&["simulate", "--layers", file, "--model", "reference"]));
+    // Other formats ignore it.
+    let csv = data("scalesim/resnet18_head.csv");
+    assert_eq!(first(&["networks", csv.to_str().unwrap(), "--resolution", "32"]), first(&["networks", csv.to_str().unwrap()]));
+    // Zero is refused on one line, and so is a resolution without a file.
+    for args in [&["networks", file, "--resolution", "0"][..], &["networks", "--resolution", "160"][..]] {
+        let out = bitfusion(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.starts_with("error: ") && err.trim_end().lines().count() == 1, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn sweep_spec_resolution_sets_net_config_workloads() {
+    let p = ofa_dir().join("cpu_lat-10ms_top1-71.1_finetune-25/net.config");
+    let spec = |extra: &str| format!("base = \"bitfusion-isca2018\"\nworkloads = [{:?}, \"lenet5\"]\n{extra}\n[axes]\n\"array.rows\" = [16]\n", p.to_str().unwrap());
+    let dir = std::env::temp_dir();
+    let at = |extra: &str| Sweep::from_str(&spec(extra), "spec.toml", &dir).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(at("").workloads[0].layers[0].in_h, 144);
+    let s = at("resolution = 192");
+    assert_eq!(s.workloads[0].layers[0].in_h, 192);
+    assert_eq!(s.workloads[1].layers, at("").workloads[1].layers, "a built-in network ignores it");
+    let e = Sweep::from_str(&spec("resolution = 0"), "spec.toml", &dir).unwrap_err().to_string();
+    assert_eq!(e, "spec.toml: resolution must be at least 1 pixel");
 }

@@ -12,6 +12,7 @@
 //! workloads = ["mobilenet_v2", "topologies/my_net.csv"]   # built-in names or workload files (any format workload::read_workload detects)
 //! precisions = ["native", "8x8", "4x4"]                   # "native": each layer's own bits; "WxA"
 //! batch = 1                        # optional: one batch size for every workload
+//! resolution = 160                 # optional: input pixels of net.config workloads (default: run.config beside it, else 224)
 //!
 //! [axes]                           # the cross product of these
 //! "array.rows" = [8, 16, 32]
@@ -121,6 +122,9 @@ struct SpecFile {
     precisions: Vec<String>,
     #[serde(default)]
     batch: Option<u32>,
+    /// Input resolution of `net.config` workloads, in pixels (other formats ignore it).
+    #[serde(default)]
+    resolution: Option<u32>,
     #[serde(default)]
     axes: BTreeMap<String, AxisValues>,
     #[serde(default)]
@@ -298,6 +302,9 @@ impl Sweep {
             Some(o) => o.parse::<Objective>().map_err(|e| err(format!("{origin}: objective: {e}")))?,
             None => Objective::Cycles,
         };
+        if spec.resolution == Some(0) {
+            return Err(err(format!("{origin}: resolution must be at least 1 pixel")));
+        }
         if spec.workloads.is_empty() {
             return Err(err(format!("{origin}: workloads is empty")));
         }
@@ -311,7 +318,7 @@ impl Sweep {
                         return Err(err(format!("{origin}: workload '{w}' is neither a built-in network nor a file")));
                     }
                     let onnx = crate::onnx::OnnxOptions { batch: spec.batch.unwrap_or(1), ..Default::default() };
-                    read_workload(&p, &ReadOptions { onnx, ..Default::default() }).map_err(|e| err(e.to_string()))?
+                    read_workload(&p, &ReadOptions { onnx, resolution: spec.resolution }).map_err(|e| err(e.to_string()))?
                 }
             };
             WorkloadOverrides { batch: spec.batch, ..Default::default() }

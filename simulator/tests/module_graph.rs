@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 const ORDERS: [(&str, &[&str]); 3] = [
     ("cycle", &["problem", "tiling", "schedule", "timeline", "trace", "dma", "bounds", "flow", "evaluate", "search", "model"]),
     ("detailed", &["data", "datapath", "stepper"]),
-    ("onnx", &["proto", "model", "import"]),
+    ("onnx", &["proto", "model", "shape", "import"]),
 ];
 
 fn src() -> PathBuf {

@@ -3,11 +3,17 @@
 //! Nodes are visited in the graph's order (ONNX requires a topological order): shapes start from
 //! the graph inputs (symbolic dimensions take the batch) and the initializers' dims, and each
 //! supported operator computes its outputs' shapes (operator semantics from
-//! <https://onnx.ai/onnx/operators/>). Conv becomes a convolution layer, Gemm and MatMul with a
-//! 2-D constant weight a fully connected layer; the other supported operators only carry shapes.
-//! Anything else is an [`ImportError`] naming the node and its operator.
+//! <https://onnx.ai/onnx/operators/>; the arithmetic of the data-movement operators is in
+//! [`super::shape`]). Conv becomes a convolution layer, Gemm and MatMul with a 2-D constant weight
+//! a fully connected layer; the other supported operators only carry shapes. Small constant
+//! integer tensors are propagated too (Shape, Gather, Slice, Squeeze, Unsqueeze, Concat, Cast,
+//! Add/Sub/Mul/Div), so a Reshape whose target the graph computes from `Shape` is known.
+//! Operators whose opsets moved an attribute to an input (Squeeze/Unsqueeze/Reduce* `axes`,
+//! Slice's `starts`/`ends`/`axes`, Split's `split`, Reshape's `shape`) are read in whichever form
+//! the node carries. Anything else is an [`ImportError`] naming the node and its operator.
 
-use super::model::{Attribute, Dim, Graph, Node};
+use super::model::{Attribute, Dim, Graph, Node, Tensor};
+use super::shape::{self, MAX_INTS, MAX_RANK, Shape};
 use crate::layer::{Layer, MAX_DIM};
 use std::collections::{HashMap, HashSet};
 
@@ -35,14 +41,13 @@ pub struct ImportError {
     pub message: String,
 }
 
-/// A tensor's shape, or unknown (a value nothing has produced).
-type Shape = Vec<u64>;
-
 /// What the importer knows of each value by name.
 #[derive(Default)]
 struct Values {
     shapes: HashMap<String, Shape>,
-    /// INT64 constants (Reshape shapes, Pad pads).
+    /// The values of small constant integer tensors (at most [`MAX_INTS`], row-major): INT64
+    /// initializers and Constants (Reshape shapes, Pad pads, axes) and what Shape, Gather,
+    /// Squeeze, Unsqueeze, Concat, Slice, Cast and integer Add/Sub/Mul/Div compute from them.
     ints: HashMap<String, Vec<i64>>,
     /// Values that are constants (initializers, Constant outputs): weights.
     constant: HashMap<String, ()>,
@@ -99,6 +104,23 @@ impl Ctx<'_> {
         values.shapes.get(name).ok_or_else(|| self.err(format!("the shape of input '{name}' is unknown")))
     }
 
+    /// The values of input `i` if it is a known constant integer tensor; None when the input is
+    /// absent (an optional input left empty).
+    fn const_input<'v>(&self, values: &'v Values, i: usize, what: &str) -> Result<Option<&'v [i64]>, ImportError> {
+        match self.node.inputs.get(i).filter(|n| !n.is_empty()) {
+            None => Ok(None),
+            Some(n) => values.ints.get(n).map(|x| Some(x.as_slice())).ok_or_else(|| self.err(format!("the {what} (input '{n}') are not a constant"))),
+        }
+    }
+
+    /// An attribute's ints, else the constant input `i`; None when neither is given.
+    fn ints_or_input<'v>(&'v self, values: &'v Values, name: &str, i: usize) -> Result<Option<&'v [i64]>, ImportError> {
+        match self.ints(name) {
+            Some(a) => Ok(Some(a)),
+            None => self.const_input(values, i, name),
+        }
+    }
+
     fn u32(&self, what: &str, v: u64) -> Result<u32, ImportError> {
         u32::try_from(v).ok().filter(|x| *x <= MAX_DIM).ok_or_else(|| self.err(format!("{what} {v} is out of range")))
     }
@@ -114,7 +136,7 @@ fn node_name(n: &Node) -> String {
 }
 
 /// A value's declared shape with symbolic and unknown dimensions replaced by the batch.
-fn declared_shape(dims: &[Dim], batch: u32) -> Option<Shape> {
+pub fn declared_shape(dims: &[Dim], batch: u32) -> Option<Shape> {
     dims.iter()
         .map(|d| match d {
             Dim::Value(v) => u64::try_from(*v).ok(),
@@ -143,9 +165,29 @@ fn broadcast(ctx: &Ctx, a: &[u64], b: &[u64]) -> Result<Shape, ImportError> {
 
 /// Normalise an axis attribute against a rank.
 fn axis(ctx: &Ctx, axis: i64, rank: usize) -> Result<usize, ImportError> {
-    let r = rank as i64;
-    let a = if axis < 0 { axis + r } else { axis };
-    if (0..r).contains(&a) { Ok(a as usize) } else { Err(ctx.err(format!("axis {axis} is out of range for rank {rank}"))) }
+    shape::axis(axis, rank).map_err(|m| ctx.err(m))
+}
+
+/// Record the values of a constant integer tensor, if short enough to be a shape.
+fn set_ints(v: &mut Values, name: Option<&String>, values: Vec<i64>) {
+    if let Some(n) = name.filter(|n| !n.is_empty())
+        && values.len() <= MAX_INTS
+    {
+        v.ints.insert(n.clone(), values);
+    }
+}
+
+/// A constant tensor's shape, and its values if it is a short INT64 tensor.
+fn record_tensor(v: &mut Values, name: &str, t: &Tensor) -> Option<Shape> {
+    let dims: Shape = t.dims.iter().map(|d| u64::try_from(*d).ok()).collect::<Option<_>>()?;
+    v.constant.insert(name.to_string(), ());
+    if !t.int64s.is_empty() && Some(t.int64s.len() as u64) == dims.iter().try_fold(1u64, |a, d| a.checked_mul(*d)) {
+        v.ints.insert(name.to_string(), t.int64s.clone());
+    }
+    if let Some(b) = int_type_bits(t.data_type) {
+        v.bits.insert(name.to_string(), b);
+    }
+    Some(dims)
 }
 
 /// The 2-D spatial attributes of a Conv or pooling node: kernel (square), stride, pads
@@ -236,28 +278,32 @@ fn layer_error(ctx: &Ctx, l: Layer) -> Result<Layer, ImportError> {
 
 /// Import a decoded graph as layers.
 pub fn import_graph(g: &Graph, opts: &OnnxOptions) -> Result<Vec<Layer>, ImportError> {
+    let (_, layers) = propagate(g, opts)?;
+    if layers.is_empty() {
+        return Err(ImportError { node: g.name.clone(), op: "graph".into(), message: "no Conv, Gemm or MatMul node: nothing to simulate".into() });
+    }
+    Ok(layers)
+}
+
+/// Propagate shapes through the graph: every value's shape by name, and the layers.
+pub fn propagate(g: &Graph, opts: &OnnxOptions) -> Result<(HashMap<String, Shape>, Vec<Layer>), ImportError> {
     let mut v = Values::default();
     for t in &g.initializers {
-        let dims: Option<Shape> = t.dims.iter().map(|d| u64::try_from(*d).ok()).collect();
-        let Some(dims) = dims else {
+        if t.dims.len() > MAX_RANK {
+            return Err(ImportError { node: t.name.clone(), op: "initializer".into(), message: format!("rank {} is above the supported {MAX_RANK}", t.dims.len()) });
+        }
+        let Some(dims) = record_tensor(&mut v, &t.name, t) else {
             return Err(ImportError { node: t.name.clone(), op: "initializer".into(), message: format!("negative dims {:?}", t.dims) });
         };
         v.shapes.insert(t.name.clone(), dims);
-        v.constant.insert(t.name.clone(), ());
-        if !t.int64s.is_empty() {
-            v.ints.insert(t.name.clone(), t.int64s.clone());
-        }
-        if let Some(b) = int_type_bits(t.data_type) {
-            v.bits.insert(t.name.clone(), b);
-        }
     }
     for i in &g.inputs {
         if v.shapes.contains_key(&i.name) {
             continue; // an initializer listed as an input (IR version < 4)
         }
-        let shape = i.shape.as_deref().and_then(|d| declared_shape(d, opts.batch));
+        let shape = i.shape.as_deref().filter(|d| d.len() <= MAX_RANK).and_then(|d| declared_shape(d, opts.batch));
         let Some(shape) = shape else {
-            return Err(ImportError { node: i.name.clone(), op: "graph input".into(), message: "the input has no shape".into() });
+            return Err(ImportError { node: i.name.clone(), op: "graph input".into(), message: format!("the input has no shape (or a rank above {MAX_RANK})") });
         };
         v.shapes.insert(i.name.clone(), shape);
         v.network_input.insert(i.name.clone());
@@ -274,16 +320,16 @@ pub fn import_graph(g: &Graph, opts: &OnnxOptions) -> Result<Vec<Layer>, ImportE
             v.network_input.extend(node.outputs.first().cloned());
         }
         let out = step(&ctx, &mut v, opts, &mut layers)?;
+        if let Some(s) = out.iter().find(|s| s.len() > MAX_RANK) {
+            return Err(ctx.err(format!("an output of rank {} is above the supported {MAX_RANK}", s.len())));
+        }
         for (name, shape) in node.outputs.iter().zip(out) {
             if !name.is_empty() {
                 v.shapes.insert(name.clone(), shape);
             }
         }
     }
-    if layers.is_empty() {
-        return Err(ImportError { node: g.name.clone(), op: "graph".into(), message: "no Conv, Gemm or MatMul node: nothing to simulate".into() });
-    }
-    Ok(layers)
+    Ok((v.shapes, layers))
 }
 
 /// One node: its outputs' shapes, and its layer if it is one.
@@ -361,14 +407,119 @@ fn step(ctx: &Ctx, v: &mut Values, opts: &OnnxOptions, layers: &mut Vec<Layer>) 
             Ok(vec![out])
         }
         "Relu" | "LeakyRelu" | "PRelu" | "Clip" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "Elu" | "Selu" | "Gelu"
-        | "Softplus" | "Softmax" | "LogSoftmax" | "Identity" | "Dropout" | "BatchNormalization" | "LRN" | "Cast" | "Neg"
-        | "Abs" | "Sqrt" | "Exp" | "Erf" | "InstanceNormalization" | "LpNormalization" => same(v),
+        | "Softplus" | "Softsign" | "Softmax" | "LogSoftmax" | "BatchNormalization" | "LRN" | "Neg" | "Abs" | "Sqrt" | "Exp"
+        | "Log" | "Erf" | "Reciprocal" | "Floor" | "Ceil" | "Mish" | "InstanceNormalization" | "LpNormalization" => same(v),
+        "Identity" | "Dropout" | "Cast" => {
+            // Values pass unchanged (Dropout is the identity at inference; its mask output is unused).
+            carry(v, node);
+            let s = ctx.shape(v, 0)?.clone();
+            Ok(vec![s.clone(), s])
+        }
         "Add" | "Sub" | "Mul" | "Div" | "Sum" | "Max" | "Min" | "Pow" => {
             let mut s = ctx.shape(v, 0)?.clone();
             for i in 1..node.inputs.len() {
                 s = broadcast(ctx, &s, ctx.shape(v, i)?)?;
             }
+            // Integer arithmetic on shape constants (`x.size(1) * x.size(2)`).
+            if matches!(op, "Add" | "Sub" | "Mul" | "Div")
+                && s.len() <= 1
+                && let (Some(a), Some(b)) = (node.inputs.first().and_then(|n| v.ints.get(n)), node.inputs.get(1).and_then(|n| v.ints.get(n)))
+            {
+                let r = shape::int_binary(op, a, b).map_err(|m| ctx.err(m))?;
+                set_ints(v, node.outputs.first(), r);
+            }
             Ok(vec![s])
+        }
+        "Shape" => {
+            let x = ctx.shape(v, 0)?;
+            let dims: Vec<i64> = x.iter().map(|d| i64::try_from(*d).unwrap_or(i64::MAX)).collect();
+            // Opset 15's start and end pick a range of the axes, clamped as Slice's are.
+            let dims = shape::slice_values(&dims, ctx.int("start", 0), ctx.int("end", i64::MAX), 1).map_err(|m| ctx.err(m))?;
+            let out = vec![dims.len() as u64];
+            set_ints(v, node.outputs.first(), dims);
+            Ok(vec![out])
+        }
+        "Gather" => {
+            let data = ctx.shape(v, 0)?.clone();
+            let indices = ctx.shape(v, 1)?.clone();
+            let ax = ctx.int("axis", 0);
+            let out = shape::gather(&data, &indices, ax).map_err(|m| ctx.err(m))?;
+            if data.len() == 1
+                && let (Some(d), Some(i)) = (node.inputs.first().and_then(|n| v.ints.get(n)), node.inputs.get(1).and_then(|n| v.ints.get(n)))
+            {
+                let r = shape::gather_values(d, i).map_err(|m| ctx.err(m))?;
+                set_ints(v, node.outputs.first(), r);
+            }
+            Ok(vec![out])
+        }
+        "Squeeze" | "Unsqueeze" => {
+            let x = ctx.shape(v, 0)?.clone();
+            // Opset < 13: the `axes` attribute; 13 and later: the optional input 1.
+            let list = ctx.ints_or_input(v, "axes", 1)?;
+            let out = if op == "Squeeze" {
+                shape::squeeze(&x, list)
+            } else {
+                shape::unsqueeze(&x, list.ok_or_else(|| ctx.err("the axes are missing"))?)
+            };
+            let out = out.map_err(|m| ctx.err(m))?;
+            carry(v, node);
+            Ok(vec![out])
+        }
+        "Transpose" => {
+            let x = ctx.shape(v, 0)?.clone();
+            let out = shape::transpose(&x, ctx.ints("perm")).map_err(|m| ctx.err(m))?;
+            if node.inputs.first().is_some_and(|n| v.constant.contains_key(n)) {
+                v.constant.extend(node.outputs.first().map(|o| (o.clone(), ())));
+            }
+            Ok(vec![out])
+        }
+        "Slice" => {
+            let x = ctx.shape(v, 0)?.clone();
+            // Opset < 10: starts, ends and axes attributes; 10 and later: inputs 1 to 4.
+            let (starts, ends, list, steps) = if ctx.attr("starts").is_some() {
+                (ctx.ints("starts"), ctx.ints("ends"), ctx.ints("axes"), None)
+            } else {
+                (ctx.const_input(v, 1, "starts")?, ctx.const_input(v, 2, "ends")?, ctx.const_input(v, 3, "axes")?, ctx.const_input(v, 4, "steps")?)
+            };
+            let (Some(starts), Some(ends)) = (starts, ends) else {
+                return Err(ctx.err("the starts or ends are missing"));
+            };
+            let out = shape::slice(&x, starts, ends, list, steps).map_err(|m| ctx.err(m))?;
+            if x.len() == 1
+                && starts.len() == 1
+                && let Some(d) = node.inputs.first().and_then(|n| v.ints.get(n))
+            {
+                let r = shape::slice_values(d, starts[0], ends[0], steps.map_or(1, |s| s[0])).map_err(|m| ctx.err(m))?;
+                set_ints(v, node.outputs.first(), r);
+            }
+            Ok(vec![out])
+        }
+        "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceSum" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceLogSumExp" => {
+            let x = ctx.shape(v, 0)?.clone();
+            // Axes: the attribute (ReduceSum before opset 13, the others before 18), else input 1.
+            let list = ctx.ints_or_input(v, "axes", 1)?.unwrap_or_default();
+            if list.is_empty() && ctx.int("noop_with_empty_axes", 0) != 0 {
+                return Ok(vec![x]);
+            }
+            Ok(vec![shape::reduce(&x, list, ctx.int("keepdims", 1) != 0).map_err(|m| ctx.err(m))?])
+        }
+        "Split" => {
+            let x = ctx.shape(v, 0)?.clone();
+            let ax = axis(ctx, ctx.int("axis", 0), x.len())?;
+            let n = node.outputs.len() as u64;
+            let parts: Vec<u64> = match ctx.ints_or_input(v, "split", 1)? {
+                Some(p) => p.iter().map(|d| u64::try_from(*d).map_err(|_| ctx.err(format!("split {p:?} is invalid")))).collect::<Result<_, _>>()?,
+                // Equal parts, the last smaller if the axis does not divide (opset 18's rule).
+                None if n > 0 => {
+                    let each = x[ax].div_ceil(n);
+                    (0..n).map(|i| each.min(x[ax].saturating_sub(i.saturating_mul(each)))).collect()
+                }
+                None => Vec::new(),
+            };
+            if parts.len() as u64 != n || parts.iter().try_fold(0u64, |a, p| a.checked_add(*p)) != Some(x[ax]) {
+                return Err(ctx.err(format!("split {parts:?} does not divide axis {ax} of {x:?} into {n} outputs")));
+            }
+            Ok(parts.into_iter().map(|p| x.iter().enumerate().map(|(i, d)| if i == ax { p } else { *d }).collect()).collect())
         }
         "Concat" => {
             let first = ctx.shape(v, 0)?.clone();
@@ -380,6 +531,14 @@ fn step(ctx: &Ctx, v: &mut Values, opts: &OnnxOptions, layers: &mut Vec<Layer>) 
                     return Err(ctx.err(format!("input shapes {first:?} and {s:?} do not concatenate on axis {ax}")));
                 }
                 out[ax] = out[ax].checked_add(s[ax]).ok_or_else(|| ctx.err("the tensor is too large"))?;
+            }
+            // A shape assembled from constants (`[x.size(0), -1]`).
+            if out.len() == 1 {
+                let parts: Option<Vec<&Vec<i64>>> = node.inputs.iter().map(|n| v.ints.get(n)).collect();
+                if let Some(parts) = parts {
+                    let joined: Vec<i64> = parts.into_iter().flatten().copied().collect();
+                    set_ints(v, node.outputs.first(), joined);
+                }
             }
             Ok(vec![out])
         }
@@ -409,8 +568,14 @@ fn step(ctx: &Ctx, v: &mut Values, opts: &OnnxOptions, layers: &mut Vec<Layer>) 
         }
         "Reshape" => {
             let x = ctx.shape(v, 0)?.clone();
-            let target = node.inputs.get(1).and_then(|n| v.ints.get(n)).ok_or_else(|| ctx.err("the target shape is not a constant"))?;
-            Ok(vec![reshape(ctx, &x, target, ctx.int("allowzero", 0) != 0)?])
+            // Opset < 5: the `shape` attribute; 5 and later: input 1.
+            let target = match ctx.ints("shape") {
+                Some(t) => t,
+                None => node.inputs.get(1).and_then(|n| v.ints.get(n)).ok_or_else(|| ctx.err("the target shape is not a constant"))?,
+            };
+            let out = reshape(ctx, &x, target, ctx.int("allowzero", 0) != 0)?;
+            carry(v, node);
+            Ok(vec![out])
         }
         "Pad" => {
             let x = ctx.shape(v, 0)?.clone();
@@ -426,22 +591,36 @@ fn step(ctx: &Ctx, v: &mut Values, opts: &OnnxOptions, layers: &mut Vec<Layer>) 
             Ok(vec![out.ok_or_else(|| ctx.err(format!("pads {pads:?} do not fit input {x:?}")))?])
         }
         "Constant" => {
-            let t = node.attributes.iter().find(|a| a.name == "value").and_then(|a| a.t.as_ref());
-            let Some(t) = t else {
-                return Err(ctx.err("only a tensor 'value' is supported"));
-            };
-            let dims: Option<Shape> = t.dims.iter().map(|d| u64::try_from(*d).ok()).collect();
-            let dims = dims.ok_or_else(|| ctx.err(format!("negative dims {:?}", t.dims)))?;
-            if let Some(o) = node.outputs.first() {
-                v.constant.insert(o.clone(), ());
-                if !t.int64s.is_empty() {
-                    v.ints.insert(o.clone(), t.int64s.clone());
+            let out = node.outputs.first().cloned().unwrap_or_default();
+            let a = node.attributes.first().filter(|_| node.attributes.len() == 1);
+            match a.map(|a| (a.name.as_str(), a)) {
+                Some(("value", Attribute { t: Some(t), .. })) => {
+                    let dims = record_tensor(v, &out, t).ok_or_else(|| ctx.err(format!("negative dims {:?}", t.dims)))?;
+                    Ok(vec![dims])
                 }
-                if let Some(b) = int_type_bits(t.data_type) {
-                    v.bits.insert(o.clone(), b);
+                // Opset 12's scalar and list forms.
+                Some(("value_int", a)) => {
+                    v.constant.insert(out.clone(), ());
+                    set_ints(v, Some(&out), vec![a.i.unwrap_or(0)]);
+                    Ok(vec![vec![]])
                 }
+                Some(("value_ints", a)) => {
+                    v.constant.insert(out.clone(), ());
+                    set_ints(v, Some(&out), a.ints.clone());
+                    Ok(vec![vec![a.ints.len() as u64]])
+                }
+                Some(("value_float", _)) => Ok(vec![vec![]]),
+                Some(("value_floats", a)) => Ok(vec![vec![a.floats.len() as u64]]),
+                _ => Err(ctx.err("only one 'value', 'value_int(s)' or 'value_float(s)' attribute is supported")),
             }
-            Ok(vec![dims])
+        }
+        "ConstantOfShape" => {
+            // A constant tensor of the shape input 0 holds (the onnx package's "light" model-zoo
+            // files make their weights so).
+            let dims = ctx.const_input(v, 0, "shape")?.ok_or_else(|| ctx.err("the shape is missing"))?;
+            let out: Shape = dims.iter().map(|d| u64::try_from(*d).ok()).collect::<Option<_>>().ok_or_else(|| ctx.err(format!("shape {dims:?} is negative")))?;
+            v.constant.extend(node.outputs.first().map(|o| (o.clone(), ())));
+            Ok(vec![out])
         }
         "QuantizeLinear" => {
             // The output's type is the zero point's (input 2), or `output_dtype`, or UINT8.
@@ -464,6 +643,18 @@ fn step(ctx: &Ctx, v: &mut Values, opts: &OnnxOptions, layers: &mut Vec<Layer>) 
             same(v)
         }
         _ => Err(ctx.err(unsupported(op))),
+    }
+}
+
+/// Carry what a value-preserving node (Identity, Cast, Reshape, Squeeze, Unsqueeze) keeps of its
+/// input 0 to its output 0: whether it is a constant, and its integer values.
+fn carry(v: &mut Values, node: &Node) {
+    let (Some(i), Some(o)) = (node.inputs.first(), node.outputs.first()) else { return };
+    if v.constant.contains_key(i) {
+        v.constant.insert(o.clone(), ());
+    }
+    if let Some(x) = v.ints.get(i).cloned() {
+        v.ints.insert(o.clone(), x);
     }
 }
 

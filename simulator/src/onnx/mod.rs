@@ -9,6 +9,7 @@
 
 mod import;
 mod model;
+mod shape;
 mod proto;
 
 pub use import::{ImportError, OnnxOptions, int_type_bits};
@@ -40,6 +41,33 @@ pub fn read_onnx(path: &Path, opts: &OnnxOptions) -> Result<Vec<Layer>, OnnxErro
 pub fn parse_onnx(bytes: &[u8], origin: &str, opts: &OnnxOptions) -> Result<Vec<Layer>, OnnxError> {
     let model = model::decode_model(bytes).map_err(|error| OnnxError::Decode { origin: origin.to_string(), error })?;
     import::import_graph(&model.graph, opts).map_err(|error| OnnxError::Import { origin: origin.to_string(), error })
+}
+
+/// A graph output's shape as the file declares it and as the importer propagates it (symbolic
+/// dimensions take the batch); `None` where unknown (no declared shape, or nothing produced it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputShape {
+    pub name: String,
+    pub declared: Option<Vec<u64>>,
+    pub inferred: Option<Vec<u64>>,
+}
+
+/// Propagate shapes through an ONNX model's bytes and report its graph outputs' shapes (a model
+/// without a Conv, Gemm or MatMul is fine here): how the tests check the importer's shape rules
+/// against the shapes real exporters declare.
+pub fn output_shapes(bytes: &[u8], origin: &str, opts: &OnnxOptions) -> Result<Vec<OutputShape>, OnnxError> {
+    let model = model::decode_model(bytes).map_err(|error| OnnxError::Decode { origin: origin.to_string(), error })?;
+    let (shapes, _) = import::propagate(&model.graph, opts).map_err(|error| OnnxError::Import { origin: origin.to_string(), error })?;
+    Ok(model
+        .graph
+        .outputs
+        .iter()
+        .map(|o| OutputShape {
+            name: o.name.clone(),
+            declared: o.shape.as_deref().and_then(|d| import::declared_shape(d, opts.batch)),
+            inferred: shapes.get(&o.name).cloned(),
+        })
+        .collect())
 }
 
 /// Whether a path names an ONNX file (by its extension).
