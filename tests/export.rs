@@ -93,7 +93,7 @@ fn exported_subnets_run_in_onnxruntime_as_in_the_project() {
         assert_eq!(s["safetensors"]["arch"], text.as_str(), "{s}");
 
         // The simulator's importer reads the exported graph back: the architecture's layers, in
-        // order, with their shapes (bits from the QDQ containers: 6 bits read as 8).
+        // order, with their shapes and bits.
         let csv = ok(&["networks", onnx.to_str().unwrap()]);
         let rows: Vec<Vec<&str>> = csv.lines().skip(1).filter(|l| l.contains(',')).map(|l| l.split(',').collect()).collect();
         assert_eq!(rows.len(), layers.len(), "{csv}");
@@ -101,9 +101,24 @@ fn exported_subnets_run_in_onnxruntime_as_in_the_project() {
             let nums: Vec<u64> = [3, 4, 5, 7, 8, 10].iter().map(|&i| r[i].parse().unwrap()).collect();
             assert_eq!(nums, vec![l.in_channels as u64, l.out_channels as u64, l.in_h as u64, l.kernel as u64, l.stride as u64, l.groups as u64], "{}: {r:?}", l.name);
             assert!(r[0].starts_with(&l.name), "{} vs {}", r[0], l.name);
-            let container = |b: u32| if b == 6 { 8 } else { b };
-            assert_eq!(r[11].parse::<u32>().unwrap(), container(l.w_bits), "{}", l.name);
+            // Exact bits (6 included) from the export's `bitfusion.layers` metadata.
+            assert_eq!((r[11].parse::<u32>().unwrap(), r[12].parse::<u32>().unwrap()), (l.w_bits, l.a_bits), "{}", l.name);
         }
+    }
+
+    // The exported graph simulates to the LUT's cost of the architecture: `simulate --onnx`
+    // and `lut query` agree (the search's latency is the deployed network's).
+    let lut = d.join("micro.lut");
+    ok(&["lut", "build", "--space", "micro", "--hw", "bitfusion-isca2018", "--out", lut.to_str().unwrap()]);
+    for (name, arch) in [("mixed", &mixed), ("four", &four)] {
+        let sim = d.join(format!("{name}.json"));
+        ok(&["simulate", "--onnx", d.join(format!("{name}.onnx")).to_str().unwrap(), "--hw", "bitfusion-isca2018", "--out", sim.to_str().unwrap()]);
+        let sim: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&sim).unwrap()).unwrap();
+        let simulated = sim["total"]["latency_ms"].as_f64().unwrap();
+        let query = ok(&["lut", "query", lut.to_str().unwrap(), "--arch", &arch.to_text()]);
+        let total = query.lines().find(|l| l.starts_with("total:")).unwrap();
+        let from_lut: f64 = total.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!((simulated - from_lut).abs() <= 1e-6 * from_lut.max(1e-9) + 5e-7, "{name}: simulate --onnx {simulated} ms, lut query {from_lut} ms");
     }
 
     // One-line errors, no panics.

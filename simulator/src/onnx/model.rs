@@ -37,6 +37,8 @@ pub struct Model {
     /// (domain, version) pairs; the default domain is "".
     pub opset_import: Vec<(String, i64)>,
     pub graph: Graph,
+    /// `metadata_props` (key, value) pairs, in file order.
+    pub metadata: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -170,12 +172,30 @@ pub fn decode_model(buf: &[u8]) -> R<Model> {
                 let b = bytes("ModelProto", n, at, v)?;
                 m.opset_import.push(decode_opset(b, offset(buf, 0, b))?);
             }
+            14 => {
+                let b = bytes("ModelProto", n, at, v)?;
+                m.metadata.push(decode_entry(b, offset(buf, 0, b))?);
+            }
             _ => {}
         }
         Ok(())
     })?;
     m.graph = graph.ok_or(DecodeError::NoGraph)?;
     Ok(m)
+}
+
+fn decode_entry(buf: &[u8], base: usize) -> R<(String, String)> {
+    const M: &str = "StringStringEntryProto";
+    let (mut key, mut value) = (String::new(), String::new());
+    each(M, buf, base, |n, v, at| {
+        match n {
+            1 => key = string(M, n, at, v)?,
+            2 => value = string(M, n, at, v)?,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok((key, value))
 }
 
 fn decode_opset(buf: &[u8], base: usize) -> R<(String, i64)> {
