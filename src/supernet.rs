@@ -35,6 +35,31 @@ impl DataArgs {
     }
 }
 
+/// One subnet of a checkpoint: the checkpoint, its data set and the architecture (shared by
+/// `eval` and `export`).
+#[derive(clap::Args, Clone)]
+pub struct SubnetArgs {
+    #[arg(long)]
+    pub ckpt: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Canonical architecture text or JSON, or a file holding it (its space must be the
+    /// checkpoint's).
+    #[arg(long)]
+    pub arch: String,
+}
+
+impl SubnetArgs {
+    /// The trained supernet, the data set (checked against its space) and the architecture.
+    fn load(&self, device: &bitfusion_models::Device) -> anyhow::Result<(train::Trained, DataSet, Arch)> {
+        let trained = train::load(&self.ckpt, device)?;
+        let data = self.data.load()?;
+        train::check_data(&trained.space, &data).map_err(|e| anyhow!(e))?;
+        let arch = Arch::parse(&read_arch(&self.arch)?, &trained.space)?;
+        Ok((trained, data, arch))
+    }
+}
+
 /// The quantizer of quantized measurements.
 #[derive(clap::Args, Clone)]
 pub struct QuantArgs {
@@ -223,13 +248,8 @@ pub enum SupernetCommand {
     },
     /// Measure one subnet (fp32, or quantized with its own or uniform bits).
     Eval {
-        #[arg(long)]
-        ckpt: PathBuf,
         #[command(flatten)]
-        data: DataArgs,
-        /// Canonical architecture text or JSON (its space must be the checkpoint's).
-        #[arg(long)]
-        arch: String,
+        subnet: SubnetArgs,
         /// fp32 (default), arch (the architecture's own bits) or a uniform width such as 4.
         #[arg(long, default_value = "fp32")]
         bits: String,
@@ -250,13 +270,8 @@ pub enum SupernetCommand {
     /// safetensors (weights, integer codes, steps, batch norms; bits, layers and provenance in the
     /// metadata) and/or an ONNX QDQ graph (uint8 pixels in, logits out) that onnxruntime runs.
     Export {
-        #[arg(long)]
-        ckpt: PathBuf,
         #[command(flatten)]
-        data: DataArgs,
-        /// Canonical architecture text or a file holding it (its space must be the checkpoint's).
-        #[arg(long)]
-        arch: String,
+        subnet: SubnetArgs,
         /// Output files, format by extension: .onnx and/or .safetensors (repeatable).
         #[arg(long, required = true)]
         out: Vec<PathBuf>,
@@ -415,16 +430,13 @@ pub fn run(cmd: SupernetCommand) -> anyhow::Result<bool> {
             eprintln!("wrote {}", out.display());
             Ok(true)
         }
-        SupernetCommand::Export { ckpt, data, arch, out, lut, logits, logits_images, quant, calibration_images } => {
-            export(&ckpt, &data, &arch, &out, lut.as_deref(), logits.as_deref(), logits_images, quant.quantizer()?, calibration_images)?;
+        SupernetCommand::Export { subnet, out, lut, logits, logits_images, quant, calibration_images } => {
+            export(&subnet, &out, lut.as_deref(), logits.as_deref(), logits_images, quant.quantizer()?, calibration_images)?;
             Ok(true)
         }
-        SupernetCommand::Eval { ckpt, data, arch, bits, finetune_steps, test, seed, quant, measure } => {
+        SupernetCommand::Eval { subnet, bits, finetune_steps, test, seed, quant, measure } => {
             let device = bitfusion_models::device();
-            let trained = train::load(&ckpt, &device)?;
-            let data = data.load()?;
-            train::check_data(&trained.space, &data).map_err(|e| anyhow!(e))?;
-            let mut arch = Arch::parse(&read_arch(&arch)?, &trained.space)?;
+            let (trained, data, mut arch) = subnet.load(&device)?;
             let quantize = match bits.as_str() {
                 "fp32" => false,
                 "arch" => true,
@@ -462,8 +474,7 @@ pub fn run(cmd: SupernetCommand) -> anyhow::Result<bool> {
 
 /// `supernet export`: prepare the subnet once, write every requested file, and optionally the
 /// project's own logits on the test split.
-#[allow(clippy::too_many_arguments)]
-fn export(ckpt: &Path, data: &DataArgs, arch: &str, outs: &[PathBuf], lut: Option<&Path>, logits: Option<&Path>, logits_images: usize, q: Quantizer, calibration_images: usize) -> anyhow::Result<()> {
+fn export(subnet: &SubnetArgs, outs: &[PathBuf], lut: Option<&Path>, logits: Option<&Path>, logits_images: usize, q: Quantizer, calibration_images: usize) -> anyhow::Result<()> {
     use bitfusion_models::export;
     use sha2::{Digest, Sha256};
     // Fail on names before any work.
@@ -475,10 +486,8 @@ fn export(ckpt: &Path, data: &DataArgs, arch: &str, outs: &[PathBuf], lut: Optio
         Ok(format!("{:x}", Sha256::digest(&bytes)))
     };
     let device = bitfusion_models::device();
-    let trained = train::load(ckpt, &device)?;
-    let data = data.load()?;
-    train::check_data(&trained.space, &data).map_err(|e| anyhow!(e))?;
-    let arch = Arch::parse(&read_arch(arch)?, &trained.space)?;
+    let (trained, data, arch) = subnet.load(&device)?;
+    let ckpt = &subnet.ckpt;
     let mut provenance = vec![
         ("checkpoint".to_string(), ckpt.display().to_string()),
         ("checkpoint_sha256".to_string(), sha(ckpt)?),
