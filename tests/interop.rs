@@ -68,12 +68,9 @@ for k, v in d.items():
 print(n)
 "#;
 
-/// APQ's `LatencyPredictor.predict_lat` (utils/latency_predictor.py @ 428190a), re-implemented:
-/// its sizes and channel lists for the 224x224 space, its key strings, head + tail + 3 layers per
-/// active block, for latency and energy. Prints `latency energy` per architecture file.
-const APQ_PREDICT: &str = r#"
-import json, sys
-dic = json.load(open(sys.argv[1]))
+/// `make_divisible` as APQ and once-for-all both define it (the MobileNetV2 rounding of channel
+/// widths to a multiple of `divisor`, never more than 10% below `v`): prepended to both snippets.
+const MAKE_DIVISIBLE: &str = r#"
 def make_divisible(v, divisor, min_value=None):
     if min_value is None:
         min_value = divisor
@@ -81,6 +78,14 @@ def make_divisible(v, divisor, min_value=None):
     if x < 0.9 * v:
         x += divisor
     return x
+"#;
+
+/// APQ's `LatencyPredictor.predict_lat` (utils/latency_predictor.py @ 428190a), re-implemented:
+/// its sizes and channel lists for the 224x224 space, its key strings, head + tail + 3 layers per
+/// active block, for latency and energy. Prints `latency energy` per architecture file.
+const APQ_PREDICT: &str = r#"
+import json, sys
+dic = json.load(open(sys.argv[1]))
 sz_in = [224]
 sz_out = [(224 + 1) // 2]
 for i in range(6):
@@ -177,7 +182,7 @@ fn apq_dict_covers_apqs_keys_diffs_like_the_csv_and_prices_apq_archs_like_the_lu
         .collect();
     let mut args: Vec<&Path> = vec![&dict];
     args.extend(files.iter().map(PathBuf::as_path));
-    let priced = run_python(APQ_PREDICT, &args);
+    let priced = run_python(&format!("{MAKE_DIVISIBLE}{APQ_PREDICT}"), &args);
     let lines: Vec<&str> = priced.lines().collect();
     assert_eq!(lines.len(), archs.len());
     for (a, line) in archs.iter().zip(lines) {
@@ -208,13 +213,6 @@ kinds = [re.compile(p) for p in (
 for k, v in t.items():
     assert any(p.match(k) for p in kinds), k
     assert set(v) == {"count", "mean", "std"} and v["count"] == 1 and v["std"] == 0.0 and v["mean"] > 0, (k, v)
-def make_divisible(v, divisor, min_val=None):
-    if min_val is None:
-        min_val = divisor
-    new_v = max(min_val, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
 r = arch["r"][0]
 fsize = (r + 1) // 2
 lat = t["Conv-input:%dx%dx3-output:%dx%dx%d" % (r, r, fsize, fsize, space["stem"])]["mean"]
@@ -280,7 +278,7 @@ fn ofa_yaml_loads_in_pyyaml_and_prices_ofa_archs_like_the_lut() {
             }
             let f = dir.join(format!("ofa{w}{a}-{i}.json"));
             ok(&bitfusion(&["arch", "export", &arch.to_text(), "--space", "apq", "--format", "ofa", "--out", f.to_str().unwrap()]));
-            let printed = run_python(OFA_PREDICT, &[yaml.to_str().unwrap(), &constants, f.to_str().unwrap()]);
+            let printed = run_python(&format!("{MAKE_DIVISIBLE}{OFA_PREDICT}"), &[yaml.to_str().unwrap(), &constants, f.to_str().unwrap()]);
             let (lat, n) = printed.trim().split_once(' ').unwrap();
             assert_eq!(n.parse::<usize>().unwrap(), 4 + shapes.len());
             let lat: f64 = lat.parse().unwrap();
