@@ -15,8 +15,9 @@
 #![allow(dead_code)]
 
 use bitfusion_search::arch::Arch;
-use bitfusion_search::lut::{Entry, Header, LayerKey, Lut, arch_keys, diff, enumerate, export_csv};
-use bitfusion_search::space::{PRESETS, Space, hex};
+use bitfusion_search::interop::apq::{arch_from_json, arch_json as apq_arch_json, read_dict, read_theirs};
+use bitfusion_search::lut::{Diff, Entry, Header, LayerKey, Lut, Theirs, arch_keys, diff, enumerate, export_csv};
+use bitfusion_search::space::{PRESETS, Space, TINY_SPACE, hex};
 use bitfusion_simulator::config::{CostModelName, SHIPPED_CONFIGS, parse_override_value};
 use bitfusion_simulator::ChipFigures;
 use bitfusion_simulator::layer::MAX_MACS;
@@ -472,7 +473,10 @@ fn presets() -> &'static [Preset] {
 fn preset_for(text: &str) -> &'static Preset {
     let t = text.trim();
     let name = if t.starts_with('{') {
-        serde_json::from_str::<serde_json::Value>(t).ok().and_then(|v| v.get("space")?.as_str().map(String::from))
+        // The JSON form names it under "space"; a search's `best.json` in its "arch" text.
+        serde_json::from_str::<serde_json::Value>(t).ok().and_then(|v| {
+            v.get("space").and_then(|s| s.as_str().map(String::from)).or_else(|| Some(v.get("arch")?.as_str()?.trim().split_once(':')?.0.to_string()))
+        })
     } else {
         t.split_once(':').map(|(n, _)| n.to_string())
     };
@@ -504,5 +508,120 @@ pub fn arch(data: &[u8]) {
     }
     for k in arch_keys(space, &a, 1) {
         assert!(p.keys.contains(&k), "layer {} (out {} bits) is not in the LUT enumeration", k.apq_key(), k.out_bits);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// apq_dict: the reader of the other LUT `lut diff` compares with (APQ's `.dict` JSON or its flat
+// CSV, detected by content), then the diff itself against a small LUT.
+
+/// A LUT of the tiny space with made-up costs (every third entry without energy), built once:
+/// `diff` needs ours, and what it does with a matched entry does not depend on the figures.
+fn diff_lut() -> &'static Lut {
+    static L: OnceLock<Lut> = OnceLock::new();
+    L.get_or_init(|| {
+        let space = Space::from_toml(TINY_SPACE, "tiny").expect("the tiny space");
+        let entries = enumerate(&space)
+            .into_iter()
+            .enumerate()
+            .map(|(i, key)| (key, Entry { key, cycles: 1000 + i as u64, latency_ms: 1e-3 * (i + 1) as f64, energy_mj: (i % 3 != 0).then(|| 2e-3 * (i + 1) as f64) }))
+            .collect();
+        let header = Header {
+            format: "fuzz".into(),
+            program_version: "fuzz".into(),
+            space_hash: space.hash(),
+            space,
+            hw_name: "fuzz".into(),
+            hw_toml: String::new(),
+            hw_hash: String::new(),
+            model: "reference".into(),
+            batch: 1,
+            objective: "latency".into(),
+        };
+        Lut { header, entries }
+    })
+}
+
+/// One entry as APQ's dict text (serde_json's float text, which reads back as the same number).
+fn dict_of(t: &Theirs) -> String {
+    let v = serde_json::json!({ t.key.clone(): { "energy": t.energy_mj, "latency": t.latency_ms } });
+    v.to_string()
+}
+
+pub fn apq_dict(data: &[u8]) {
+    // `lut diff OURS THEIRS` reads THEIRS by path (`interop::apq::read_theirs`).
+    let path = scratch_path("theirs");
+    std::fs::write(&path, data).expect("write the scratch file");
+    let r = read_theirs(&path);
+    let _ = std::fs::remove_file(&path);
+    let Ok(theirs) = r else { return };
+    let is_dict = data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if is_dict {
+        // The detection picked the dict reader; it reads the text the same way directly, and
+        // every key it gives is in `apq_key`'s form: written back alone, it reads as itself.
+        let text = std::str::from_utf8(data).expect("a dict that read is UTF-8");
+        assert_eq!(read_dict(text, "direct").expect("the dict reads directly"), theirs);
+        for t in &theirs {
+            assert!(t.latency_ms.is_finite() && t.energy_mj.is_finite(), "{t:?}: a JSON number is finite");
+            let back = read_dict(&dict_of(t), "entry").unwrap_or_else(|e| panic!("entry {} written back: {e}", t.key));
+            assert_eq!(back.len(), 1);
+            assert_eq!((&back[0].key, back[0].depthwise), (&t.key, t.depthwise), "key re-read");
+        }
+    }
+    // What `lut diff` does next: both kinds, medians and tolerances.
+    let d = diff(diff_lut(), &theirs);
+    assert_eq!(d[0].theirs + d[1].theirs, theirs.len(), "every entry of theirs is counted once");
+    for k in &d {
+        assert!(k.matched <= k.theirs);
+        assert_eq!(k.latency_ratios.len(), k.matched);
+        assert!(k.energy_ratios.len() <= k.matched);
+        let _ = (Diff::median(&k.latency_ratios), Diff::median(&k.energy_ratios), k.within(0.01), k.within(0.05));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// apq_arch: APQ's `arch` JSON (`bitfusion arch import`) into each preset space, and back.
+
+/// The number list `name` of APQ's arch JSON as the importer finds it (the first part that has it).
+fn apq_list(v: &serde_json::Value, name: &str) -> Option<Vec<f64>> {
+    let parts: Vec<&serde_json::Value> = match v {
+        serde_json::Value::Array(a) => a.iter().collect(),
+        o => vec![o],
+    };
+    parts.iter().find_map(|p| p.get(name))?.as_array()?.iter().map(|x| x.as_f64()).collect()
+}
+
+pub fn apq_arch(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let value: Option<serde_json::Value> = serde_json::from_str(text).ok();
+    for p in presets() {
+        let space = &p.space;
+        let Ok(a) = arch_from_json(text, space, "fuzz") else { continue };
+        a.check(space).expect("an imported architecture fits its space");
+        // What the file says is what was read: kernels, bits and depths of the active slots.
+        let v = value.as_ref().expect("an imported file is JSON");
+        let list = |n: &str| apq_list(v, n).unwrap_or_else(|| panic!("imported without a number list '{n}'"));
+        let (ks, d) = (list("ks"), list("d"));
+        let bits = ["pw_w_bits_setting", "pw_a_bits_setting", "dw_w_bits_setting", "dw_a_bits_setting"].map(|n| list(n));
+        let slots = space.slots();
+        for (s, st) in a.stages.iter().enumerate() {
+            let deepest = slots.iter().filter(|sl| sl.stage == s).count();
+            assert!(d[s] == st.len() as f64 || (st.len() == deepest && d[s] >= deepest as f64), "stage {s}: d = {} read as depth {}", d[s], st.len());
+        }
+        for (i, sl) in slots.iter().enumerate() {
+            let Some(b) = a.stages[sl.stage].get(sl.index) else { continue };
+            let read = [b.kernel, b.pw_w, b.pw_a, b.dw_w, b.dw_a].map(|x| x as f64);
+            let file = [ks[i], bits[0][i], bits[1][i], bits[2][i], bits[3][i]];
+            assert_eq!(read, file, "slot {i} (stage {}, block {}): read other values than the file's", sl.stage, sl.index);
+        }
+        // Export -> import gives the same architecture; so do the canonical text and JSON.
+        let out = apq_arch_json(space, &a);
+        let back = arch_from_json(&out, space, "export").unwrap_or_else(|e| panic!("the export of {} does not import: {e}", a.to_text()));
+        assert_eq!(back, a, "export -> import changed the architecture");
+        assert_eq!(apq_arch_json(space, &back), out, "the export is not stable");
+        assert_eq!(Arch::parse(&a.to_text(), space).expect("canonical text re-parses"), a);
+        for k in arch_keys(space, &a, 1) {
+            assert!(p.keys.contains(&k), "layer {} (out {} bits) is not in the LUT enumeration", k.apq_key(), k.out_bits);
+        }
     }
 }

@@ -2,6 +2,9 @@
 //! (`fuzz/regressions/<target>/`) through the fuzz targets' own harness bodies, on stable, so a
 //! parser change that panics on one of them fails here without cargo-fuzz. See `fuzz/README.md`.
 //!
+//! `apq_dict_full_seed_files` replays the two full APQ files of `tests/data/apq/` the `apq_dict`
+//! corpus keeps excerpts of.
+//!
 //! A regression input whose library bug is not fixed yet fails its `regressions_*` test, naming
 //! the file and the panic.
 
@@ -61,4 +64,15 @@ macro_rules! targets {
     };
 }
 
-targets!(hw_config, topology_csv, sweep_spec, lut_file, arch, onnx_model, scalesim_csv, ofa_config);
+targets!(hw_config, topology_csv, sweep_spec, lut_file, arch, onnx_model, scalesim_csv, ofa_config, apq_dict, apq_arch);
+
+/// The full APQ files the `apq_dict` corpus was seeded with (too large to commit twice: the corpus
+/// keeps excerpts of them), through the same harness.
+#[test]
+fn apq_dict_full_seed_files() {
+    for f in ["BitFusion_new.b1.dict", "bitfusion_lut_flat.csv"] {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/apq").join(f);
+        let data = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        harness::apq_dict(&data);
+    }
+}

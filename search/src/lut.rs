@@ -749,12 +749,17 @@ pub fn read_apq_csv(path: &Path) -> Result<Vec<Theirs>, LutError> {
         let v = |i: usize| -> Result<f64, LutError> {
             rec[idx[i]].parse::<f64>().map_err(|_| err(format!("{origin}:{line}: column '{}': '{}' is not a number", need[i], &rec[idx[i]])))
         };
+        // Costs are finite: a NaN or infinite one has no meaningful ratio to ours.
+        let cost = |i: usize| -> Result<f64, LutError> {
+            let x = v(i)?;
+            if x.is_finite() { Ok(x) } else { Err(err(format!("{origin}:{line}: column '{}': '{}' is not a finite number", need[i], &rec[idx[i]]))) }
+        };
         let (cin, cout, groups) = (v(0)? as u32, v(1)? as u32, v(6)? as u32);
         out.push(Theirs {
             key: format!("({cin}, {cout}, {}, {}, {}, {}, {groups})-W{}A{}", v(2)?, v(3)?, v(4)?, v(5)?, v(7)?, v(8)?),
             depthwise: groups > 1,
-            latency_ms: v(9)?,
-            energy_mj: v(10)?,
+            latency_ms: cost(9)?,
+            energy_mj: cost(10)?,
         });
     }
     Ok(out)
@@ -773,7 +778,9 @@ pub struct Diff {
 impl Diff {
     pub fn median(v: &[f64]) -> f64 {
         let mut s = v.to_vec();
-        s.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        // A total order (NaN last): `partial_cmp` with NaN as "equal" is not one, and the
+        // standard sort panics on that ("does not correctly implement a total order").
+        s.sort_by(f64::total_cmp);
         if s.is_empty() { f64::NAN } else { s[s.len() / 2] }
     }
     /// Fraction of latency ratios within `tol` of 1.
@@ -833,6 +840,44 @@ mod tests {
 
     fn tiny() -> Space {
         Space::from_toml(crate::space::TINY_SPACE, "tiny").unwrap()
+    }
+
+    #[test]
+    fn median_of_ratios_with_nan_does_not_panic() {
+        // Found with the apq_dict fuzz harness (fuzz/regressions/apq_dict/): `lut diff` against a
+        // flat CSV with NaN latencies panicked in the sort ("does not correctly implement a total
+        // order") once more than 20 ratios were NaN-mixed.
+        let mut state = 7u64;
+        let v: Vec<f64> = (0..200)
+            .map(|i| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                if i % 3 == 0 { f64::NAN } else { (state >> 40) as f64 }
+            })
+            .collect();
+        let m = Diff::median(&v);
+        assert!(m.is_nan() || v.contains(&m));
+        assert_eq!(Diff::median(&[3.0, f64::NAN, 1.0, 2.0, 0.5]), 2.0);
+        assert!(Diff::median(&[]).is_nan());
+    }
+
+    #[test]
+    fn flat_csv_costs_must_be_finite() {
+        let dir = std::env::temp_dir().join(format!("bitfusion-lut-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let hdr = "kind,in_channels,out_channels,input_size,kernel_size,stride,padding,groups,w_bits,a_bits,latency_ms,energy_mJ";
+        for (row, msg) in [
+            ("conv,16,64,112,1,1,0,1,4,4,NaN,0.9", "column 'latency_ms': 'NaN' is not a finite number"),
+            ("conv,16,64,112,1,1,0,1,4,4,0.5,inf", "column 'energy_mJ': 'inf' is not a finite number"),
+        ] {
+            let p = dir.join("flat.csv");
+            std::fs::write(&p, format!("{hdr}\nconv,16,64,112,1,1,0,1,4,4,0.5,0.9\n{row}\n")).unwrap();
+            let e = read_apq_csv(&p).unwrap_err().to_string();
+            assert_eq!(e, format!("{}:3: {msg}", p.display()));
+        }
+        let p = dir.join("ok.csv");
+        std::fs::write(&p, format!("{hdr}\nconv,16,64,112,1,1,0,1,4,4,0.5,0.9\n")).unwrap();
+        assert_eq!(read_apq_csv(&p).unwrap()[0].key, "(16, 64, 112, 1, 1, 0, 1)-W4A4");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

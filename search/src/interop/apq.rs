@@ -166,14 +166,22 @@ pub fn arch_from_json(text: &str, space: &Space, origin: &str) -> Result<Arch, I
         Value::Object(_) => vec![&v],
         _ => return Err(bad("not APQ's arch JSON: expected [{wid, ks, e, d}, {..._bits_setting}]".into())),
     };
-    let list = |name: &str| -> Result<Vec<f64>, InteropError> {
+    // Every list but `e` holds whole numbers (kernels, depths, bits); `3.5` is refused, not truncated.
+    let list = |name: &str, whole: bool| -> Result<Vec<f64>, InteropError> {
         let l = parts.iter().find_map(|p| p.get(name)).ok_or_else(|| bad(format!("no list '{name}'")))?;
         let l = l.as_array().ok_or_else(|| bad(format!("'{name}' is not a list")))?;
-        l.iter().map(|x| x.as_f64().filter(|x| x.is_finite() && *x >= 0.0 && *x < 1e6).ok_or_else(|| bad(format!("'{name}': {x} is not a number in 0..1000000")))).collect()
+        let what = if whole { "a whole number" } else { "a number" };
+        l.iter()
+            .map(|x| {
+                x.as_f64()
+                    .filter(|x| x.is_finite() && *x >= 0.0 && *x < 1e6 && (!whole || x.fract() == 0.0))
+                    .ok_or_else(|| bad(format!("'{name}': {x} is not {what} in 0..1000000")))
+            })
+            .collect()
     };
     let slots = space.slots();
-    let (ks, e, d) = (list("ks")?, list("e")?, list("d")?);
-    let bits = BIT_LISTS.iter().map(|(n, _)| list(n)).collect::<Result<Vec<_>, _>>()?;
+    let (ks, e, d) = (list("ks", true)?, list("e", false)?, list("d", true)?);
+    let bits = BIT_LISTS.iter().map(|(n, _)| list(n, true)).collect::<Result<Vec<_>, _>>()?;
     for (name, l) in [("ks", &ks), ("e", &e)].into_iter().chain(BIT_LISTS.iter().map(|(n, _)| *n).zip(&bits)) {
         if l.len() != slots.len() {
             return Err(bad(format!("'{name}' has {} values, space '{}' has {} block slots", l.len(), space.name, slots.len())));
@@ -279,6 +287,27 @@ mod tests {
             v[part][list][0] = bad.clone();
             assert!(arch_from_json(&v.to_string(), &space, "p").is_err(), "{list}[0] = {bad}");
         }
+    }
+
+    #[test]
+    fn fractional_kernels_depths_and_bits_are_refused() {
+        // Found by the apq_arch fuzz target (fuzz/regressions/apq_arch/): 4.04 bits were read as 4,
+        // a kernel of 5.9 as 5 and a depth of 2.5 as 3 blocks.
+        let space = Space::load("apq").unwrap();
+        let good: Value = serde_json::from_str(&arch_json(&space, &Arch::random(&space, &mut 9))).unwrap();
+        for (part, list, bad, shown) in [(1, "pw_a_bits_setting", 4.04, "4.04"), (0, "ks", 5.9, "5.9"), (0, "d", 2.5, "2.5")] {
+            let mut v = good.clone();
+            v[part][list][0] = bad.into();
+            let e = arch_from_json(&v.to_string(), &space, "a.json").unwrap_err().to_string();
+            assert_eq!(e, format!("a.json: '{list}': {shown} is not a whole number in 0..1000000"));
+        }
+        // Whole numbers written as floats (Python's 3.0) are whole.
+        let a = Arch::random(&space, &mut 9);
+        let text = arch_json(&space, &a);
+        let k = a.stages[0][0].kernel;
+        let floats = text.replacen(&format!("\"ks\": [{k}, "), &format!("\"ks\": [{k}.0, "), 1);
+        assert_ne!(floats, text);
+        assert_eq!(arch_from_json(&floats, &space, "a.json").unwrap(), a);
     }
 
     #[test]
