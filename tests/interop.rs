@@ -165,6 +165,14 @@ fn apq_dict_covers_apqs_keys_diffs_like_the_csv_and_prices_apq_archs_like_the_lu
     let by_dict = diff_of(&original);
     assert_eq!(by_dict, diff_of(&csv));
     assert!(by_dict[0].starts_with("pointwise: 3015 of their 3015 entries found in ours; latency ours/theirs median 1.000"), "{by_dict:?}");
+    // Our own export diffs against its LUT as equal: every entry found, every ratio 1.
+    let own = diff_of(&dict);
+    assert_eq!(own.len(), 2, "{own:?}");
+    for line in &own {
+        assert!(line.contains("latency ours/theirs median 1.000, 100% within 1%") && line.contains("energy median 1.000"), "{line}");
+        let (found, of) = line.split_once(": ").unwrap().1.split_once(" of their ").unwrap();
+        assert_eq!(found, of.split_whitespace().next().unwrap(), "{line}");
+    }
 
     // APQ's own key derivation over an exported `arch` gives the LUT's totals.
     let space = Space::load("apq").unwrap();

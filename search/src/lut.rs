@@ -725,7 +725,9 @@ pub struct Theirs {
     pub key: String,
     pub depthwise: bool,
     pub latency_ms: f64,
-    pub energy_mj: f64,
+    /// None when their table has no energy for the entry (a JSON `null` or no field in a dict,
+    /// as `lut export --format apq` writes for a config without energy figures).
+    pub energy_mj: Option<f64>,
 }
 
 /// Read APQ's flat LUT CSV (`kind,in_channels,out_channels,input_size,kernel_size,stride,padding,groups,w_bits,a_bits,latency_ms,energy_mJ`).
@@ -759,7 +761,7 @@ pub fn read_apq_csv(path: &Path) -> Result<Vec<Theirs>, LutError> {
             key: format!("({cin}, {cout}, {}, {}, {}, {}, {groups})-W{}A{}", v(2)?, v(3)?, v(4)?, v(5)?, v(7)?, v(8)?),
             depthwise: groups > 1,
             latency_ms: cost(9)?,
-            energy_mj: cost(10)?,
+            energy_mj: Some(cost(10)?),
         });
     }
     Ok(out)
@@ -826,8 +828,8 @@ pub fn diff(lut: &Lut, theirs: &[Theirs]) -> [Diff; 2] {
         if let Some(e) = ours.get(&t.key) {
             d.matched += 1;
             d.latency_ratios.push(e.latency_ms / t.latency_ms);
-            if let Some(en) = e.energy_mj {
-                d.energy_ratios.push(en / t.energy_mj);
+            if let (Some(en), Some(theirs)) = (e.energy_mj, t.energy_mj) {
+                d.energy_ratios.push(en / theirs);
             }
         }
     }

@@ -91,11 +91,16 @@ pub fn read_dict(text: &str, origin: &str) -> Result<Vec<Theirs>, InteropError> 
         let [cin, cout, size, k, s, pad, groups, w, a] =
             parse_key(key).ok_or_else(|| bad(format!("key '{key}' is not \"(cin, cout, in, k, s, pad, groups)-W{{w}}A{{a}}\"")))?;
         let field = |f: &str| v.get(f).and_then(Value::as_f64).ok_or_else(|| bad(format!("entry '{key}': no number '{f}'")));
+        // Energy may be absent or null (a table of a config without energy figures).
+        let energy = match v.get("energy") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(field("energy")?),
+        };
         out.push(Theirs {
             key: format!("({cin}, {cout}, {size}, {k}, {s}, {pad}, {groups})-W{w}A{a}"),
             depthwise: groups > 1,
             latency_ms: field("latency")?,
-            energy_mj: field("energy")?,
+            energy_mj: energy,
         });
     }
     Ok(out)
@@ -220,7 +225,7 @@ mod tests {
             assert_eq!(parse_key(bad), None, "{bad}");
         }
         let t = read_dict(r#"{"(96,456, 14, 1, 1, 0, 1)-W4A4": {"energy": 0.5, "latency": 0.25}, "head": {"energy": 1, "latency": 2}}"#, "x").unwrap();
-        assert_eq!(t, vec![Theirs { key: "(96, 456, 14, 1, 1, 0, 1)-W4A4".into(), depthwise: false, latency_ms: 0.25, energy_mj: 0.5 }]);
+        assert_eq!(t, vec![Theirs { key: "(96, 456, 14, 1, 1, 0, 1)-W4A4".into(), depthwise: false, latency_ms: 0.25, energy_mj: Some(0.5) }]);
     }
 
     #[test]
@@ -229,8 +234,14 @@ mod tests {
         assert!(e.starts_with("t.dict: not an APQ LUT dict: key must be a string"), "{e}");
         let e = read_dict(r#"{"(1, 2)-W4A4": {}}"#, "t.dict").unwrap_err().to_string();
         assert_eq!(e, "t.dict: not an APQ LUT dict: key '(1, 2)-W4A4' is not \"(cin, cout, in, k, s, pad, groups)-W{w}A{a}\"");
-        let e = read_dict(r#"{"(1, 2, 3, 1, 1, 0, 1)-W4A4": {"latency": 1}}"#, "t.dict").unwrap_err().to_string();
+        let e = read_dict(r#"{"(1, 2, 3, 1, 1, 0, 1)-W4A4": {"energy": 1}}"#, "t.dict").unwrap_err().to_string();
+        assert_eq!(e, "t.dict: not an APQ LUT dict: entry '(1, 2, 3, 1, 1, 0, 1)-W4A4': no number 'latency'");
+        let e = read_dict(r#"{"(1, 2, 3, 1, 1, 0, 1)-W4A4": {"latency": 1, "energy": "x"}}"#, "t.dict").unwrap_err().to_string();
         assert_eq!(e, "t.dict: not an APQ LUT dict: entry '(1, 2, 3, 1, 1, 0, 1)-W4A4': no number 'energy'");
+        // No energy (absent or null: a config without energy figures) is an entry without one.
+        for text in [r#"{"(1, 2, 3, 1, 1, 0, 1)-W4A4": {"latency": 1}}"#, r#"{"(1, 2, 3, 1, 1, 0, 1)-W4A4": {"latency": 1, "energy": null}}"#] {
+            assert_eq!(read_dict(text, "t.dict").unwrap()[0].energy_mj, None);
+        }
         let e = read_theirs(Path::new("/nonexistent/x.dict")).unwrap_err().to_string();
         assert!(e.starts_with("/nonexistent/x.dict: cannot read: "), "{e}");
     }
