@@ -73,12 +73,14 @@ fn exported_subnets_run_in_onnxruntime_as_in_the_project() {
     for b in four.stages.iter_mut().flatten() {
         (b.pw_w, b.pw_a, b.dw_w, b.dw_a) = (4, 4, 4, 4);
     }
-    for (name, arch, opset) in [("mixed", &mixed, 25), ("four", &four, 21)] {
+    // The max-range quantizer's symmetric grids ([-7, 7] in INT4) need clamps in front of their
+    // sub-byte QuantizeLinear nodes.
+    for (name, arch, opset, quantizer) in [("mixed", &mixed, 25, "mse-clip"), ("four", &four, 21, "mse-clip"), ("four-max-range", &four, 21, "max-range")] {
         let (onnx, st, logits) = (d.join(format!("{name}.onnx")), d.join(format!("{name}.safetensors")), d.join(format!("{name}.npy")));
         let text = arch.to_text();
         let out = ok(&[
             "supernet", "export", "--ckpt", ck.to_str().unwrap(), "--arch", &text, "--out", onnx.to_str().unwrap(), "--out", st.to_str().unwrap(),
-            "--logits", logits.to_str().unwrap(), "--logits-images", "200", "--calibration-images", "256",
+            "--logits", logits.to_str().unwrap(), "--logits-images", "200", "--calibration-images", "256", "--quantizer", quantizer,
         ]);
         assert!(out.contains("quantized test accuracy") && out.contains("on the first 200 test images"), "{out}");
         let s = check(&onnx, &logits, &st);
