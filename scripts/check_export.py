@@ -52,16 +52,21 @@ def find(data_dir, stem):
     sys.exit(f"{data_dir}: no {stem}[.gz]")
 
 
-def numpy_logits(tensors, layers, preprocessing, pixels):
+def numpy_logits(tensors, layers, preprocessing, pixels, codes=None):
     """The network of a safetensors export evaluated in float64 NumPy from its metadata and
-    tensors alone: a third implementation, independent of the project and of onnxruntime."""
+    tensors alone: a third implementation, independent of the project and of onnxruntime.
+    With a list `codes`, every activation quantizer's integer levels are appended to it, in
+    graph order."""
     mean = np.array(preprocessing["mean"], np.float32).reshape(1, -1, 1, 1)
     std = np.array(preprocessing["std"], np.float32).reshape(1, -1, 1, 1)
     x = ((pixels.astype(np.float32) / np.float32(255) - mean) / std).astype(np.float64)
 
     def quant(v, g):
         step = np.float64(g["step"])
-        return np.clip(np.round(v / step), g["lo"], g["hi"]) * step
+        levels = np.clip(np.round(v / step), g["lo"], g["hi"])
+        if codes is not None:
+            codes.append(levels)
+        return levels * step
 
     def weight(name, grid, shape):
         if grid is None:
