@@ -123,6 +123,16 @@ fn exported_subnets_run_in_onnxruntime_as_in_the_project() {
         assert!((simulated - from_lut).abs() <= 1e-6 * from_lut.max(1e-9) + 5e-7, "{name}: simulate --onnx {simulated} ms, lut query {from_lut} ms");
     }
 
+    // The same export on one thread gives the same bytes.
+    let again = d.join("four-1-thread.onnx");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitfusion"))
+        .env("RAYON_NUM_THREADS", "1")
+        .args(["supernet", "export", "--ckpt", ck.to_str().unwrap(), "--arch", &four.to_text(), "--out", again.to_str().unwrap(), "--calibration-images", "256"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read(&again).unwrap() == std::fs::read(d.join("four.onnx")).unwrap(), "1 and 2 threads exported different bytes");
+
     // One-line errors, no panics.
     let e = fails(&["supernet", "export", "--ckpt", ck.to_str().unwrap(), "--arch", &four.to_text(), "--out", d.join("net.pt").to_str().unwrap()]);
     assert!(e.contains("net.pt") && e.contains(".onnx or .safetensors"), "{e}");
