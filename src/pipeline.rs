@@ -6,7 +6,7 @@
 //! (shipped, topped up by sampling) -> predictors (fp32, quantized; held-out metrics over seeds)
 //! -> transfer experiment -> searches with every method at latency and energy budgets, and the
 //! NSGA-II front -> measured re-ranking of every method's candidates, winners on the test split ->
-//! plots -> report.md.
+//! winners exported (ONNX, safetensors) -> plots -> report.md.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -478,7 +478,10 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
     report.front = front;
     report.budgets = budgets;
 
-    // 9. Plots and the report.
+    // 9. The joint search's winner under every budget, deployable (skipped when present).
+    report.winners = export_winners(out, &report.rows, &trained, &data, &lut_path, &ckpt_hash, &device)?;
+
+    // 10. Plots and the report.
     let mut files = search_cmd::plot_pareto(out)?;
     files.extend(search_cmd::plot_objectives(out)?);
     report.figures = files.iter().filter(|f| f.extension().is_some_and(|e| e == "png")).map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect();
@@ -519,6 +522,57 @@ fn bilevel_stage(out: &Path, trained: &train::Trained, lut: &Lut, data: &DataSet
         write_atomic(&path, serde_json::to_string_pretty(&cache)?.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(budgets.iter().filter_map(|b| cache.results.iter().find(|(x, _)| x == b).cloned()).collect())
+}
+
+/// Export the joint search's re-ranked winner of every budget as `winners/joint-<budget>.onnx` and
+/// `.safetensors`: extracted, quantized at its bits and recalibrated as re-ranking measured it
+/// ([`RERANK_CALIBRATION`] training images), with the checkpoint's and the LUT's hashes, the
+/// hardware and the winner's cost and measured accuracy in the metadata. Files already there are
+/// kept (a resumed run).
+fn export_winners(out: &Path, rows: &[PointRow], trained: &train::Trained, data: &DataSet, lut_path: &Path, ckpt_hash: &str, device: &bitfusion_models::Device) -> anyhow::Result<Vec<(Budget, String, Option<f64>)>> {
+    use bitfusion_models::export;
+    let dir = out.join("winners");
+    let lut = Lut::load(lut_path)?;
+    let lut_hash = file_hash(lut_path)?;
+    let mut done = Vec::new();
+    for r in rows.iter().filter(|r| r.method == "joint" && !r.arch.is_empty()) {
+        let budget = row_budget(r);
+        let stem = match (budget.latency_ms, budget.energy_mj) {
+            (Some(l), _) => format!("joint-latency-{l:.4}ms"),
+            (None, Some(e)) => format!("joint-energy-{e:.5}mJ"),
+            _ => "joint".into(),
+        };
+        let files = [dir.join(format!("{stem}.onnx")), dir.join(format!("{stem}.safetensors"))];
+        if !files.iter().all(|f| f.exists()) {
+            let arch = Arch::parse(&r.arch, &trained.space)?;
+            let (_, latency, energy) = lut.cost(&arch)?;
+            let mut provenance = vec![
+                ("checkpoint_sha256".to_string(), ckpt_hash.to_string()),
+                ("space_hash".to_string(), trained.space.hash()),
+                ("lut_sha256".to_string(), lut_hash.clone()),
+                ("hw_name".to_string(), lut.header.hw_name.clone()),
+                ("hw_hash".to_string(), lut.header.hw_hash.clone()),
+                ("cost_model".to_string(), lut.header.model.clone()),
+                ("latency_ms".to_string(), format!("{latency}")),
+                ("budget".to_string(), budget_text(&budget)),
+                ("search".to_string(), "bitfusion run: joint evolution, re-ranked by measurement".to_string()),
+            ];
+            if let Some(e) = energy {
+                provenance.push(("energy_mj".into(), format!("{e}")));
+            }
+            if let Some(t) = r.test_accuracy {
+                provenance.push(("test_accuracy".into(), format!("{t}")));
+            }
+            let cfg = EvalConfig { calibration_images: RERANK_CALIBRATION, eval_images: None, batch: 500 };
+            let prepared = export::prepare(&trained.net, &trained.space, &arch, data, &cfg, Quantizer::MseClip, device);
+            for f in &files {
+                export::write(f, &prepared.network, &provenance)?;
+            }
+            say(format!("  exported the winner under {} to {}", budget_text(&budget), files[0].display()));
+        }
+        done.push((budget, stem, r.test_accuracy));
+    }
+    Ok(done)
 }
 
 fn budget_text(b: &Budget) -> String {
@@ -577,6 +631,8 @@ struct Report {
     rerank_images: usize,
     /// Steps of the bilevel search (0: not run).
     bilevel_steps: usize,
+    /// The joint search's winners, exported: (budget, file stem under `winners/`, test accuracy).
+    winners: Vec<(Budget, String, Option<f64>)>,
     seconds: f64,
 }
 
@@ -753,10 +809,70 @@ impl Report {
         );
         s += &self.controllers_markdown();
         let measured = self.front.iter().filter(|r| r.test_accuracy.is_some()).count();
-        s += &format!("Pareto front (NSGA-II, unconstrained, predicted): {} non-dominated architectures in front.csv; {measured} of them (every few by latency) measured on the test split.\n\n## Figures\n\n", self.front.len());
+        s += &format!("Pareto front (NSGA-II, unconstrained, predicted): {} non-dominated architectures in front.csv; {measured} of them (every few by latency) measured on the test split.\n\n", self.front.len());
+        if !self.winners.is_empty() {
+            s += "## Deployable winners\n\nThe joint search's winner under every budget, extracted from the supernet, quantized at its bits and recalibrated as re-ranking measured it, in `winners/`: an ONNX QDQ graph (uint8 pixels in, logits out; `scripts/check_export.py` runs it in onnxruntime) and safetensors, with the bits, the layers and the checkpoint's and LUT's hashes in their metadata (`bitfusion supernet export` makes the same files for any architecture).\n\n| budget | files | test accuracy % |\n|---|---|---|\n";
+            for (b, stem, test) in &self.winners {
+                s += &format!("| {} | `{stem}.onnx`, `{stem}.safetensors` | {} |\n", budget_text(b), pct(*test));
+            }
+            s += "\n";
+        }
+        s += "## Figures\n\n";
         for f in &self.figures {
             s += &format!("- {f}\n");
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitfusion_models::train::toy;
+
+    fn joint_row(method: &str, latency: Option<f64>, energy: Option<f64>, arch: &Arch) -> PointRow {
+        serde_json::from_value(serde_json::json!({
+            "method": method, "budget_latency_ms": latency, "budget_energy_mj": energy, "arch": arch.to_text(),
+            "predicted_accuracy": 0.5, "measured_accuracy": 0.5, "latency_ms": 0.01, "energy_mj": 0.01,
+            "queries": 1, "seconds": 0.0, "note": "", "test_accuracy": 0.5,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_joint_winners_are_exported_once_per_budget_and_kept_when_resumed() {
+        let d = std::env::temp_dir().join(format!("bitfusion-pipeline-winners-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let data = toy::data(&d.join("data"), 160, 20);
+        let space = toy::space();
+        let device = bitfusion_models::device();
+        let trained = train::train(&space, &data, &toy::config(3), &d.join("toy.ckpt"), &device, None, &mut |_| {}).unwrap();
+        let hw = load_hw("bitfusion-isca2018", &[]).unwrap();
+        let lut_path = d.join("toy.lut");
+        build_lut(&BuildSpec { space: &space, hw: &hw, model: CostModelName::Cycle, objective: Objective::Cycles, batch: 1 }, &lut_path, &|_, _| {}).unwrap();
+        let arch = largest(&space, 4);
+        let rows = [joint_row("joint", Some(0.5), None, &arch), joint_row("joint", None, Some(0.25), &arch), joint_row("random", Some(0.5), None, &arch)];
+        let done = export_winners(&d, &rows, &trained, &data, &lut_path, "abc", &device).unwrap();
+        // The joint rows only, one pair of files per budget.
+        assert_eq!(done.iter().map(|w| w.1.as_str()).collect::<Vec<_>>(), ["joint-latency-0.5000ms", "joint-energy-0.25000mJ"]);
+        let onnx = d.join("winners/joint-latency-0.5000ms.onnx");
+        let st = d.join("winners/joint-energy-0.25000mJ.safetensors");
+        assert!(onnx.exists() && st.exists());
+        let bytes = std::fs::read(&st).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        let meta = &header["__metadata__"];
+        assert_eq!(meta["bitfusion.checkpoint_sha256"], "abc");
+        assert_eq!(meta["bitfusion.lut_sha256"], serde_json::Value::String(file_hash(&lut_path).unwrap()));
+        assert_eq!(meta["bitfusion.arch"], serde_json::Value::String(arch.to_text()));
+        assert_eq!(meta["bitfusion.test_accuracy"], "0.5");
+        // Resumed: files already there are kept, a missing one is written again, identically.
+        let before = std::fs::read(&onnx).unwrap();
+        std::fs::remove_file(&onnx).unwrap();
+        std::fs::write(&st, b"kept").unwrap();
+        export_winners(&d, &rows, &trained, &data, &lut_path, "abc", &device).unwrap();
+        assert_eq!(std::fs::read(&onnx).unwrap(), before);
+        assert_eq!(std::fs::read(&st).unwrap(), b"kept");
+        let _ = std::fs::remove_dir_all(&d);
     }
 }
