@@ -545,21 +545,10 @@ fn export_winners(out: &Path, rows: &[PointRow], trained: &train::Trained, data:
         let files = [dir.join(format!("{stem}.onnx")), dir.join(format!("{stem}.safetensors"))];
         if !files.iter().all(|f| f.exists()) {
             let arch = Arch::parse(&r.arch, &trained.space)?;
-            let (_, latency, energy) = lut.cost(&arch)?;
-            let mut provenance = vec![
-                ("checkpoint_sha256".to_string(), ckpt_hash.to_string()),
-                ("space_hash".to_string(), trained.space.hash()),
-                ("lut_sha256".to_string(), lut_hash.clone()),
-                ("hw_name".to_string(), lut.header.hw_name.clone()),
-                ("hw_hash".to_string(), lut.header.hw_hash.clone()),
-                ("cost_model".to_string(), lut.header.model.clone()),
-                ("latency_ms".to_string(), format!("{latency}")),
-                ("budget".to_string(), budget_text(&budget)),
-                ("search".to_string(), "bitfusion run: joint evolution, re-ranked by measurement".to_string()),
-            ];
-            if let Some(e) = energy {
-                provenance.push(("energy_mj".into(), format!("{e}")));
-            }
+            let mut provenance = vec![("checkpoint_sha256".to_string(), ckpt_hash.to_string()), ("space_hash".to_string(), trained.space.hash())];
+            provenance.extend(crate::supernet::lut_provenance(&lut, &lut_hash, &arch)?);
+            provenance.push(("budget".to_string(), budget_text(&budget)));
+            provenance.push(("search".to_string(), "bitfusion run: joint evolution, re-ranked by measurement".to_string()));
             if let Some(t) = r.test_accuracy {
                 provenance.push(("test_accuracy".into(), format!("{t}")));
             }

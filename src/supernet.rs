@@ -499,18 +499,8 @@ fn export(subnet: &SubnetArgs, outs: &[PathBuf], lut: Option<&Path>, logits: Opt
         if table.header.space.hash() != trained.space.hash() {
             bail!("{}: the LUT's space '{}' is not the checkpoint's space '{}'", l.display(), table.header.space.name, trained.space.name);
         }
-        let (_, latency, energy) = table.cost(&arch)?;
-        provenance.extend([
-            ("lut".to_string(), l.display().to_string()),
-            ("lut_sha256".to_string(), sha(l)?),
-            ("hw_name".to_string(), table.header.hw_name.clone()),
-            ("hw_hash".to_string(), table.header.hw_hash.clone()),
-            ("cost_model".to_string(), table.header.model.clone()),
-            ("latency_ms".to_string(), format!("{latency}")),
-        ]);
-        if let Some(e) = energy {
-            provenance.push(("energy_mj".into(), format!("{e}")));
-        }
+        provenance.push(("lut".to_string(), l.display().to_string()));
+        provenance.extend(lut_provenance(&table, &sha(l)?, &arch)?);
     }
     let cfg = EvalConfig { calibration_images, eval_images: None, batch: 500 };
     let prepared = bitfusion_models::export::prepare(&trained.net, &trained.space, &arch, &data, &cfg, q, &device);
@@ -528,6 +518,24 @@ fn export(subnet: &SubnetArgs, outs: &[PathBuf], lut: Option<&Path>, logits: Opt
         println!("{}: quantized test accuracy {:.2}% on the first {n} test images (the project's own evaluation); logits in {}", arch.to_text(), 100.0 * right as f64 / n.max(1) as f64, path.display());
     }
     Ok(())
+}
+
+/// What an export records of the LUT an architecture was searched on: its SHA-256
+/// (`lut_sha256`), the hardware (`hw_name`, `hw_hash`), the cost model and the architecture's
+/// latency and energy from it.
+pub fn lut_provenance(table: &Lut, lut_sha256: &str, arch: &Arch) -> anyhow::Result<Vec<(String, String)>> {
+    let (_, latency, energy) = table.cost(arch)?;
+    let mut p = vec![
+        ("lut_sha256".to_string(), lut_sha256.to_string()),
+        ("hw_name".to_string(), table.header.hw_name.clone()),
+        ("hw_hash".to_string(), table.header.hw_hash.clone()),
+        ("cost_model".to_string(), table.header.model.clone()),
+        ("latency_ms".to_string(), format!("{latency}")),
+    ];
+    if let Some(e) = energy {
+        p.push(("energy_mj".into(), format!("{e}")));
+    }
+    Ok(p)
 }
 
 /// Index of the largest value (the first on ties), as the evaluation's prediction.
