@@ -30,6 +30,7 @@ use bitfusion_simulator::config::{CostModelName, load_hw};
 use bitfusion_util::write_atomic;
 
 use crate::search_cmd::{self, PointRow, read_candidates, read_rows, write_rows};
+use crate::supernet::file_hash;
 
 /// Where the shipped artifacts live (committed; see models/artifacts/micro/README.md).
 const ARTIFACTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/artifacts/micro");
@@ -147,13 +148,6 @@ pub fn ptq_eval() -> EvalConfig {
 /// The SHA-256 of a shipped artifact (None when it is not shipped).
 fn shipped_hash(name: &str) -> Option<String> {
     file_hash(&Path::new(ARTIFACTS).join(name)).ok()
-}
-
-/// The SHA-256 of a file, for stage fingerprints.
-fn file_hash(path: &Path) -> anyhow::Result<String> {
-    use sha2::Digest;
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(bitfusion_search::space::hex(&sha2::Sha256::digest(&bytes)))
 }
 
 /// Budgets as fractions of the way from the cheapest architecture to the largest one.
@@ -479,7 +473,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<bool> {
     report.budgets = budgets;
 
     // 9. The joint search's winner under every budget, deployable (skipped when present).
-    report.winners = export_winners(out, &report.rows, &trained, &data, &lut_path, &ckpt_hash, &device)?;
+    report.winners = export_winners(out, &report.rows, &trained, &data, &lut, &lut_path, &ckpt_hash, &device)?;
 
     // 10. Plots and the report.
     let mut files = search_cmd::plot_pareto(out)?;
@@ -529,10 +523,10 @@ fn bilevel_stage(out: &Path, trained: &train::Trained, lut: &Lut, data: &DataSet
 /// ([`RERANK_CALIBRATION`] training images), with the checkpoint's and the LUT's hashes, the
 /// hardware and the winner's cost and measured accuracy in the metadata. Files already there are
 /// kept (a resumed run).
-fn export_winners(out: &Path, rows: &[PointRow], trained: &train::Trained, data: &DataSet, lut_path: &Path, ckpt_hash: &str, device: &bitfusion_models::Device) -> anyhow::Result<Vec<(Budget, String, Option<f64>)>> {
+#[allow(clippy::too_many_arguments)]
+fn export_winners(out: &Path, rows: &[PointRow], trained: &train::Trained, data: &DataSet, lut: &Lut, lut_path: &Path, ckpt_hash: &str, device: &bitfusion_models::Device) -> anyhow::Result<Vec<(Budget, String, Option<f64>)>> {
     use bitfusion_models::export;
     let dir = out.join("winners");
-    let lut = Lut::load(lut_path)?;
     let lut_hash = file_hash(lut_path)?;
     let mut done = Vec::new();
     for r in rows.iter().filter(|r| r.method == "joint" && !r.arch.is_empty()) {
@@ -546,7 +540,7 @@ fn export_winners(out: &Path, rows: &[PointRow], trained: &train::Trained, data:
         if !files.iter().all(|f| f.exists()) {
             let arch = Arch::parse(&r.arch, &trained.space)?;
             let mut provenance = vec![("checkpoint_sha256".to_string(), ckpt_hash.to_string()), ("space_hash".to_string(), trained.space.hash())];
-            provenance.extend(crate::supernet::lut_provenance(&lut, &lut_hash, &arch)?);
+            provenance.extend(crate::supernet::lut_provenance(lut, &lut_hash, &arch)?);
             provenance.push(("budget".to_string(), budget_text(&budget)));
             provenance.push(("search".to_string(), "bitfusion run: joint evolution, re-ranked by measurement".to_string()));
             if let Some(t) = r.test_accuracy {
@@ -838,10 +832,10 @@ mod tests {
         let trained = train::train(&space, &data, &toy::config(3), &d.join("toy.ckpt"), &device, None, &mut |_| {}).unwrap();
         let hw = load_hw("bitfusion-isca2018", &[]).unwrap();
         let lut_path = d.join("toy.lut");
-        build_lut(&BuildSpec { space: &space, hw: &hw, model: CostModelName::Cycle, objective: Objective::Cycles, batch: 1 }, &lut_path, &|_, _| {}).unwrap();
+        let (lut, _) = build_lut(&BuildSpec { space: &space, hw: &hw, model: CostModelName::Cycle, objective: Objective::Cycles, batch: 1 }, &lut_path, &|_, _| {}).unwrap();
         let arch = largest(&space, 4);
         let rows = [joint_row("joint", Some(0.5), None, &arch), joint_row("joint", None, Some(0.25), &arch), joint_row("random", Some(0.5), None, &arch)];
-        let done = export_winners(&d, &rows, &trained, &data, &lut_path, "abc", &device).unwrap();
+        let done = export_winners(&d, &rows, &trained, &data, &lut, &lut_path, "abc", &device).unwrap();
         // The joint rows only, one pair of files per budget.
         assert_eq!(done.iter().map(|w| w.1.as_str()).collect::<Vec<_>>(), ["joint-latency-0.5000ms", "joint-energy-0.25000mJ"]);
         let onnx = d.join("winners/joint-latency-0.5000ms.onnx");
@@ -859,7 +853,7 @@ mod tests {
         let before = std::fs::read(&onnx).unwrap();
         std::fs::remove_file(&onnx).unwrap();
         std::fs::write(&st, b"kept").unwrap();
-        export_winners(&d, &rows, &trained, &data, &lut_path, "abc", &device).unwrap();
+        export_winners(&d, &rows, &trained, &data, &lut, &lut_path, "abc", &device).unwrap();
         assert_eq!(std::fs::read(&onnx).unwrap(), before);
         assert_eq!(std::fs::read(&st).unwrap(), b"kept");
         let _ = std::fs::remove_dir_all(&d);

@@ -476,21 +476,16 @@ pub fn run(cmd: SupernetCommand) -> anyhow::Result<bool> {
 /// project's own logits on the test split.
 fn export(subnet: &SubnetArgs, outs: &[PathBuf], lut: Option<&Path>, logits: Option<&Path>, logits_images: usize, q: Quantizer, calibration_images: usize) -> anyhow::Result<()> {
     use bitfusion_models::export;
-    use sha2::{Digest, Sha256};
     // Fail on names before any work.
     for o in outs {
         export::ExportFormat::from_path(o)?;
     }
-    let sha = |p: &Path| -> anyhow::Result<String> {
-        let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
-        Ok(format!("{:x}", Sha256::digest(&bytes)))
-    };
     let device = bitfusion_models::device();
     let (trained, data, arch) = subnet.load(&device)?;
     let ckpt = &subnet.ckpt;
     let mut provenance = vec![
         ("checkpoint".to_string(), ckpt.display().to_string()),
-        ("checkpoint_sha256".to_string(), sha(ckpt)?),
+        ("checkpoint_sha256".to_string(), file_hash(ckpt)?),
         ("space_hash".to_string(), trained.space.hash()),
     ];
     provenance.push(("data".into(), format!("{} ({} calibration images of the training split)", data.name, calibration_images.min(data.train.len()))));
@@ -500,7 +495,7 @@ fn export(subnet: &SubnetArgs, outs: &[PathBuf], lut: Option<&Path>, logits: Opt
             bail!("{}: the LUT's space '{}' is not the checkpoint's space '{}'", l.display(), table.header.space.name, trained.space.name);
         }
         provenance.push(("lut".to_string(), l.display().to_string()));
-        provenance.extend(lut_provenance(&table, &sha(l)?, &arch)?);
+        provenance.extend(lut_provenance(&table, &file_hash(l)?, &arch)?);
     }
     let cfg = EvalConfig { calibration_images, eval_images: None, batch: 500 };
     let prepared = bitfusion_models::export::prepare(&trained.net, &trained.space, &arch, &data, &cfg, q, &device);
@@ -518,6 +513,13 @@ fn export(subnet: &SubnetArgs, outs: &[PathBuf], lut: Option<&Path>, logits: Opt
         println!("{}: quantized test accuracy {:.2}% on the first {n} test images (the project's own evaluation); logits in {}", arch.to_text(), 100.0 * right as f64 / n.max(1) as f64, path.display());
     }
     Ok(())
+}
+
+/// The SHA-256 of a file (lowercase hex): exports' provenance and `run`'s stage fingerprints.
+pub fn file_hash(path: &Path) -> anyhow::Result<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(bitfusion_search::space::hex(&sha2::Sha256::digest(&bytes)))
 }
 
 /// What an export records of the LUT an architecture was searched on: its SHA-256

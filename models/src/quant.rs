@@ -86,7 +86,8 @@ impl Quantizer {
     }
 }
 
-fn host_values<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
+/// A tensor's values on the host, as f32 (no gradient).
+pub(crate) fn host_values<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
     t.clone().detach().into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 tensor data")
 }
 

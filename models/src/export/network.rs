@@ -9,7 +9,7 @@ use burn::prelude::*;
 
 use crate::data::DataSet;
 use crate::grid::{Grid, MIN_STEP};
-use crate::quant::{FULL_PRECISION_BITS, Quantizer};
+use crate::quant::{FULL_PRECISION_BITS, Quantizer, host_values};
 use crate::supernet::{BN_EPS, Calibration, Plan, Residual, Weights};
 
 /// Fake quantization of an activation tensor: `step * clamp(round(x / step), lo, hi)`, one step
@@ -109,12 +109,8 @@ pub struct ExportedNetwork {
     pub classifier: ExportedLinear,
 }
 
-fn host<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
-    t.clone().detach().into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 tensor data")
-}
-
 fn step_of(t: &Tensor<1>) -> f32 {
-    host(t)[0].max(MIN_STEP)
+    host_values(t)[0].max(MIN_STEP)
 }
 
 /// Codes and steps of a row-major weight with `rows` output channels, exactly as
@@ -158,7 +154,7 @@ impl ExportedNetwork {
         let mut prequantized = false;
         for (i, (s, cw)) in plan.convs.iter().zip(&w.convs).enumerate() {
             let [out, in_per_group, k, _] = cw.w.dims();
-            let weight = host(&cw.w);
+            let weight = host_values(&cw.w);
             let input_quant = if prequantized { None } else { activation_quant(s.a_bits, s.unsigned_input, &cal.steps[i], q) };
             let next = plan.convs.get(i + 1).filter(|n| s.relu6 && n.a_bits < FULL_PRECISION_BITS);
             let output_quant = next.and_then(|n| activation_quant(n.a_bits, n.unsigned_input, &cal.steps[i + 1], q));
@@ -176,14 +172,14 @@ impl ExportedNetwork {
                 weight_quant: weight_quant(&weight, out, s.w_bits, q),
                 weight,
                 input_quant,
-                batch_norm: BatchNorm { gamma: host(&cw.gamma), beta: host(&cw.beta), mean: host(mean), var: host(var), epsilon: BN_EPS },
+                batch_norm: BatchNorm { gamma: host_values(&cw.gamma), beta: host_values(&cw.beta), mean: host_values(mean), var: host_values(var), epsilon: BN_EPS },
                 relu6: s.relu6,
                 residual: s.residual,
                 output_quant,
             });
         }
         let [features, classes] = w.fc_w.dims();
-        let weight = transpose(&host(&w.fc_w), features, classes);
+        let weight = transpose(&host_values(&w.fc_w), features, classes);
         let unsigned = plan.convs.last().is_some_and(|c| c.relu6);
         let classifier = ExportedLinear {
             in_features: features,
@@ -191,7 +187,7 @@ impl ExportedNetwork {
             bits: plan.fc_bits,
             weight_quant: weight_quant(&weight, classes, plan.fc_bits, q),
             weight,
-            bias: host(&w.fc_b),
+            bias: host_values(&w.fc_b),
             input_quant: activation_quant(plan.fc_bits, unsigned, &cal.steps[plan.convs.len()], q),
         };
         ExportedNetwork {
