@@ -140,5 +140,9 @@ fn exported_subnets_run_in_onnxruntime_as_in_the_project() {
     assert_eq!(e.trim().lines().count(), 1, "{e}");
     let e = fails(&["supernet", "export", "--ckpt", d.join("missing.ckpt").to_str().unwrap(), "--arch", &four.to_text(), "--out", d.join("x.onnx").to_str().unwrap()]);
     assert!(e.contains("missing.ckpt"), "{e}");
+    let other = d.join("apq.lut");
+    ok(&["lut", "build", "--space", "apq", "--model", "reference", "--out", other.to_str().unwrap()]);
+    let e = fails(&["supernet", "export", "--ckpt", ck.to_str().unwrap(), "--arch", &four.to_text(), "--lut", other.to_str().unwrap(), "--out", d.join("x.onnx").to_str().unwrap()]);
+    assert!(e.contains("apq.lut: the LUT's space 'apq' is not the checkpoint's space 'micro'"), "{e}");
     assert!(!d.join("x.onnx").exists());
 }
